@@ -1,0 +1,28 @@
+"""snnx: spiking neural networks in JAX and Equinox.
+
+Neurons and layers are immutable `equinox.Module` PyTrees with explicit state; `snnx.run`
+threads that state through a compiled `lax.scan`.
+"""
+
+from . import layers as layers, neurons as neurons, spikes as spikes
+from .layers import (
+    LayerRecord as LayerRecord,
+    Recurrent as Recurrent,
+    RecurrentState as RecurrentState,
+    Sequential as Sequential,
+)
+from .neurons import (
+    ALIF as ALIF,
+    IF as IF,
+    LI as LI,
+    LIF as LIF,
+    AbstractNeuron as AbstractNeuron,
+    AdEx as AdEx,
+    CuBaLI as CuBaLI,
+    CuBaLIF as CuBaLIF,
+    Izhikevich as Izhikevich,
+    trainable_spec as trainable_spec,
+)
+from .run import default_unroll as default_unroll, run as run
+
+__version__ = "0.1.0"

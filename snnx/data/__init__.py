@@ -1,0 +1,7 @@
+"""Data: bit-packed on-device spike storage, dataset loaders and batching."""
+
+from .packing import (
+    PackedSpikes as PackedSpikes,
+    pack_spikes as pack_spikes,
+    unpack_spikes as unpack_spikes,
+)

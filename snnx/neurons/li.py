@@ -1,0 +1,116 @@
+"""Leaky integrator: the non-spiking readout."""
+
+from typing import ClassVar, NamedTuple
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from ._base import (
+    _METHODS,
+    AbstractParametrisedNeuron,
+    Method,
+    _check_choice,
+    _check_dt,
+    _check_mutual_broadcast,
+    _check_trainable,
+    _decay_and_gain,
+    _param,
+    _shape_tuple,
+)
+
+
+class LIState(NamedTuple):
+    """State of an `LI` population: the membrane potential `v`."""
+
+    v: Array
+
+
+class LI(AbstractParametrisedNeuron):
+    r"""Leaky integrator (NIR `LI`): a non-spiking readout whose output is its membrane.
+
+    $$ \tau \frac{dv}{dt} = (v_\text{leak} - v) + r\, I(t) $$
+
+    Discretised like `snnx.LIF` (`method="exact"`:
+    $v_{t+1} = v_\text{leak} + \beta (v_t - v_\text{leak}) + (1-\beta) r x_t$). The output of
+    a step is the new membrane $v_{t+1}$.
+
+    **Arguments:**
+
+    - `tau`: time constant, > 0. `r`: gain (default 1). `v_leak`: rest (default 0).
+    - `dt`, `method`, `trainable`: as for `snnx.LIF`.
+    """
+
+    _parameters: ClassVar[dict[str, str]] = {"tau": "log_tau", "r": "r", "v_leak": "v_leak"}
+
+    log_tau: Float[Array, "*shape"]
+    r: Float[Array, "*shape"]
+    v_leak: Float[Array, "*shape"]
+    dt: float = eqx.field(static=True)
+    method: Method = eqx.field(static=True)
+    trainable: frozenset[str] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        tau: Float[ArrayLike, "*shape"],
+        r: Float[ArrayLike, "*shape"] = 1.0,
+        v_leak: Float[ArrayLike, "*shape"] = 0.0,
+        *,
+        dt: float = 1.0,
+        method: Method = "exact",
+        trainable=(),
+    ):
+        c = "LI"
+        self.log_tau = _param(c, "tau", tau, positive=True, log=True)
+        self.r = _param(c, "r", r)
+        self.v_leak = _param(c, "v_leak", v_leak)
+        _check_mutual_broadcast(c, tau=self.log_tau, r=self.r, v_leak=self.v_leak)
+        self.dt = _check_dt(c, dt)
+        self.method = _check_choice(c, "method", method, _METHODS)
+        self.trainable = _check_trainable(c, trainable, self._parameters)
+
+    @classmethod
+    def from_beta(cls, beta: Float[ArrayLike, "*shape"], *, dt: float = 1.0, **kwargs) -> "LI":
+        r"""An LI stepping $v_{t+1} = \beta v_t + x_t$ (snnTorch `Leaky` without spikes).
+
+        **Arguments:**
+
+        - `beta`: decay per step, in (0, 1). `dt`: time unit (default 1).
+        - `**kwargs`: other `LI` arguments (`trainable`, ...).
+
+        **Returns:**
+
+        An `LI` with $\tau = -dt/\ln\beta$, $r = 1/(1-\beta)$.
+        """
+        from .lif import _beta_to_tau
+
+        dt = _check_dt("LI.from_beta", dt)
+        tau = _beta_to_tau("LI", beta, dt)
+        return cls(tau, 1.0 / (1.0 - np.asarray(beta, dtype=np.float64)), 0.0, dt=dt, **kwargs)
+
+    @property
+    def tau(self) -> Array:
+        return jnp.exp(self.log_tau)
+
+    def init_state(self, shape, dtype=jnp.float32) -> LIState:
+        shape = _shape_tuple(shape)
+        self._check_layer_shape(shape)
+        return LIState(jnp.broadcast_to(self.v_leak, shape).astype(dtype))
+
+    def __call__(self, x, state: LIState, *, key=None):
+        tau, r, v_leak = self._get("tau"), self._get("r"), self._get("v_leak")
+        decay, gain = _decay_and_gain(tau, self.dt, self.method)
+        v = v_leak + decay * (state.v - v_leak) + gain * r * x
+        return v, LIState(v)
+
+    def vector_field(self, t, state: LIState, x) -> LIState:
+        tau, r, v_leak = self._get("tau"), self._get("r"), self._get("v_leak")
+        return LIState((v_leak - state.v + r * x) / tau)
+
+    def spike_condition(self, state: LIState) -> Array:
+        # A readout never spikes: the condition never crosses zero.
+        return jnp.full_like(state.v, -jnp.inf)
+
+    def reset(self, state: LIState, spiked) -> LIState:
+        return state

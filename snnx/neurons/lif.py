@@ -1,0 +1,193 @@
+"""Leaky integrate-and-fire neuron."""
+
+from typing import ClassVar, NamedTuple
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from ..spikes import AbstractSurrogate
+from ._base import (
+    _METHODS,
+    _RESET_MODES,
+    AbstractParametrisedNeuron,
+    Method,
+    ResetMode,
+    _apply_reset,
+    _check_choice,
+    _check_dt,
+    _check_mutual_broadcast,
+    _check_surrogate,
+    _check_trainable,
+    _decay_and_gain,
+    _param,
+    _shape_tuple,
+)
+
+
+class LIFState(NamedTuple):
+    """State of an `LIF` population: the membrane potential `v`."""
+
+    v: Array
+
+
+def _beta_to_tau(cls: str, beta: ArrayLike, dt: float) -> Array:
+    b = np.asarray(beta, dtype=np.float64)
+    if not np.all((b > 0) & (b < 1)):
+        raise ValueError(
+            f"{cls}.from_beta `beta` must lie strictly between 0 and 1 (a decay per step), "
+            f"got {beta}; use `snnx.IF` for beta = 1."
+        )
+    return -dt / np.log(b)
+
+
+class LIF(AbstractParametrisedNeuron):
+    r"""Leaky integrate-and-fire neuron (NIR `LIF` conventions).
+
+    $$ \tau \frac{dv}{dt} = (v_\text{leak} - v) + r\, I(t) $$
+
+    A spike is emitted when $v > v_\text{threshold}$, after which the membrane is reset:
+    `"subtract"` lowers it by $v_\text{threshold} - v_\text{reset}$, `"to_value"` sets it to
+    $v_\text{reset}$, `"none"` leaves it.
+
+    In discrete time the input is held constant over each step of length `dt` and the decay
+    is exact (`method="exact"`):
+
+    $$ v_{t+1} = v_\text{leak} + \beta (v_t - v_\text{leak}) + (1 - \beta)\, r\, x_t,
+       \qquad \beta = e^{-dt/\tau} $$
+
+    then $s_{t+1} = H(v_{t+1} - v_\text{threshold})$ and the reset. `method="euler"` uses
+    $\beta = 1 - dt/\tau$ instead (what snnTorch and Norse exporters assume).
+
+    **Arguments:**
+
+    - `tau`: membrane time constant, > 0 (same unit as `dt`). Scalar or per-neuron.
+    - `r`: input resistance (gain). Default 1.
+    - `v_leak`: resting potential. Default 0.
+    - `v_threshold`: firing threshold. Default 1.
+    - `v_reset`: reset potential. Default 0.
+    - `dt`: the discrete time step, > 0. Default 1.
+    - `reset_mode`: `"subtract"` (default), `"to_value"` or `"none"`.
+    - `surrogate`: an `snnx.spikes.AbstractSurrogate`; default `FastSigmoid()`.
+    - `method`: `"exact"` (default) or `"euler"` discretisation.
+    - `detach_reset`: if True (default), no gradient flows through the reset term
+        (Zenke & Vogels 2021 found this helps surrogate-gradient training).
+    - `trainable`: names of parameters that learn, e.g. `("tau",)`; `True` for all. Default
+        none (like snnTorch's `learn_beta=False`).
+    """
+
+    _parameters: ClassVar[dict[str, str]] = {
+        "tau": "log_tau",
+        "r": "r",
+        "v_leak": "v_leak",
+        "v_threshold": "v_threshold",
+        "v_reset": "v_reset",
+    }
+
+    log_tau: Float[Array, "*shape"]
+    r: Float[Array, "*shape"]
+    v_leak: Float[Array, "*shape"]
+    v_threshold: Float[Array, "*shape"]
+    v_reset: Float[Array, "*shape"]
+    surrogate: AbstractSurrogate
+    dt: float = eqx.field(static=True)
+    reset_mode: ResetMode = eqx.field(static=True)
+    method: Method = eqx.field(static=True)
+    detach_reset: bool = eqx.field(static=True)
+    trainable: frozenset[str] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        tau: Float[ArrayLike, "*shape"],
+        r: Float[ArrayLike, "*shape"] = 1.0,
+        v_leak: Float[ArrayLike, "*shape"] = 0.0,
+        v_threshold: Float[ArrayLike, "*shape"] = 1.0,
+        v_reset: Float[ArrayLike, "*shape"] = 0.0,
+        *,
+        dt: float = 1.0,
+        reset_mode: ResetMode = "subtract",
+        surrogate: AbstractSurrogate | None = None,
+        method: Method = "exact",
+        detach_reset: bool = True,
+        trainable=(),
+    ):
+        c = "LIF"
+        self.log_tau = _param(c, "tau", tau, positive=True, log=True)
+        self.r = _param(c, "r", r)
+        self.v_leak = _param(c, "v_leak", v_leak)
+        self.v_threshold = _param(c, "v_threshold", v_threshold)
+        self.v_reset = _param(c, "v_reset", v_reset)
+        _check_mutual_broadcast(
+            c, tau=self.log_tau, r=self.r, v_leak=self.v_leak,
+            v_threshold=self.v_threshold, v_reset=self.v_reset,
+        )
+        self.dt = _check_dt(c, dt)
+        self.reset_mode = _check_choice(c, "reset_mode", reset_mode, _RESET_MODES)
+        self.method = _check_choice(c, "method", method, _METHODS)
+        self.surrogate = _check_surrogate(c, surrogate)
+        self.detach_reset = bool(detach_reset)
+        self.trainable = _check_trainable(c, trainable, self._parameters)
+
+    @classmethod
+    def from_beta(
+        cls,
+        beta: Float[ArrayLike, "*shape"],
+        v_threshold: Float[ArrayLike, "*shape"] = 1.0,
+        *,
+        dt: float = 1.0,
+        **kwargs,
+    ) -> "LIF":
+        r"""An LIF that steps exactly like snnTorch's `Leaky` / Spyx's `LIF`:
+        $v_{t+1} = \beta v_t + x_t$ (then spike and reset).
+
+        **Arguments:**
+
+        - `beta`: decay per step, in (0, 1).
+        - `v_threshold`: firing threshold. Default 1.
+        - `dt`: the time step that `tau` is expressed in. Default 1.
+        - `**kwargs`: any other `LIF` argument (`reset_mode`, `surrogate`, `trainable`...).
+
+        **Returns:**
+
+        An `LIF` with $\tau = -dt / \ln\beta$ and $r = 1/(1-\beta)$.
+        """
+        dt = _check_dt("LIF.from_beta", dt)
+        tau = _beta_to_tau("LIF", beta, dt)
+        r = 1.0 / (1.0 - np.asarray(beta, dtype=np.float64))
+        return cls(tau, r, 0.0, v_threshold, dt=dt, **kwargs)
+
+    @property
+    def tau(self) -> Array:
+        return jnp.exp(self.log_tau)
+
+    @property
+    def beta(self) -> Array:
+        """The per-step decay factor."""
+        return _decay_and_gain(self.tau, self.dt, self.method)[0]
+
+    def init_state(self, shape, dtype=jnp.float32) -> LIFState:
+        shape = _shape_tuple(shape)
+        self._check_layer_shape(shape)
+        return LIFState(jnp.broadcast_to(self.v_leak, shape).astype(dtype))
+
+    def __call__(self, x, state: LIFState, *, key=None):
+        tau, r, v_leak = self._get("tau"), self._get("r"), self._get("v_leak")
+        threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
+        decay, gain = _decay_and_gain(tau, self.dt, self.method)
+        v = v_leak + decay * (state.v - v_leak) + gain * r * x
+        spikes = self.surrogate(v - threshold, key=key)
+        v = _apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
+        return spikes, LIFState(v)
+
+    def vector_field(self, t, state: LIFState, x) -> LIFState:
+        tau, r, v_leak = self._get("tau"), self._get("r"), self._get("v_leak")
+        return LIFState((v_leak - state.v + r * x) / tau)
+
+    def spike_condition(self, state: LIFState) -> Array:
+        return state.v - self._get("v_threshold")
+
+    def reset(self, state: LIFState, spiked) -> LIFState:
+        s = jnp.asarray(spiked, state.v.dtype)
+        threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
+        return LIFState(_apply_reset(state.v, s, self.reset_mode, threshold, v_reset, False))

@@ -1,0 +1,240 @@
+"""`snnx.run`: a whole sequence through a model, layer-major or step-major."""
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
+
+from .layers._util import call_stateless, is_stateful
+from .layers.sequential import LayerRecord, Sequential
+
+Mode = Literal["auto", "layer", "step"]
+
+
+def default_unroll() -> int:
+    """The scan unroll used when `snnx.run(..., unroll=None)`, chosen per backend.
+
+    On CPU each scan iteration costs little and unrolling only grows the program, so the
+    default is 1. On GPU/TPU every iteration launches kernels and unrolling a few steps lets
+    XLA fuse them; the default there is 8.
+    """
+    return 1 if jax.default_backend() == "cpu" else 8
+
+
+def _scan(f, carry, xs, *, length, unroll, remat):
+    """`lax.scan` with optional rematerialisation.
+
+    `remat=True` checkpoints every step (only the carries are stored for the backward pass);
+    an int `k > 1` stores the carry every `k` steps and recomputes the `k` steps in between
+    (memory ~ T/k + k states instead of T).
+    """
+    if remat is False or remat is None or remat == 0:
+        return jax.lax.scan(f, carry, xs, length=length, unroll=unroll)
+    if remat is True or remat == 1:
+        return jax.lax.scan(jax.checkpoint(f, prevent_cse=False), carry, xs, length=length,
+                            unroll=unroll)
+    k = int(remat)
+    n_chunks, rest = divmod(length, k)
+
+    def chunk(c, chunk_xs):
+        return jax.lax.scan(f, c, chunk_xs, length=k, unroll=unroll)
+
+    head = jax.tree.map(lambda a: a[: n_chunks * k].reshape((n_chunks, k) + a.shape[1:]), xs)
+    carry, ys = jax.lax.scan(jax.checkpoint(chunk, prevent_cse=False), carry, head,
+                             length=n_chunks)
+    ys = jax.tree.map(lambda a: a.reshape((n_chunks * k,) + a.shape[2:]), ys)
+    if rest:
+        tail = jax.tree.map(lambda a: a[n_chunks * k:], xs)
+        carry, ys_tail = jax.lax.scan(f, carry, tail, length=rest, unroll=unroll)
+        ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, ys_tail)
+    return carry, ys
+
+
+def _scan_stateful(layer, xs, state, keys, *, unroll, remat, record):
+    """Run one stateful layer over all time steps."""
+
+    def step(s, inp):
+        x, k = inp
+        y, s = layer(x, s, key=k)
+        return s, ((y, s) if record else y)
+
+    length = xs.shape[0]
+    state, ys = _scan(step, state, (xs, keys), length=length, unroll=unroll, remat=remat)
+    if record:
+        ys, states = ys
+        return ys, state, LayerRecord(ys, states)
+    return ys, state, None
+
+
+def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
+    n = len(seq.layers)
+    if keys is not None:
+        layer_keys = jax.vmap(lambda k: jax.random.split(k, n))(keys)
+    new_states, records = [], []
+    h = xs
+    for i, (layer, s) in enumerate(zip(seq.layers, states)):
+        k_i = None if keys is None else layer_keys[:, i]
+        if isinstance(layer, Sequential):
+            h, s, sub = _layer_major(layer, h, s, k_i, unroll=unroll, remat=remat, record=record)
+            rec = None if sub is None else LayerRecord(h, tuple(r.state for r in sub))
+        elif is_stateful(layer):
+            h, s, rec = _scan_stateful(layer, h, s, k_i, unroll=unroll, remat=remat,
+                                       record=record)
+        else:
+            # A stateless layer sees every time step at once: one large matmul/conv.
+            if k_i is None:
+                h = jax.vmap(lambda x, l=layer: call_stateless(l, x, None))(h)
+            else:
+                h = jax.vmap(lambda x, k, l=layer: call_stateless(l, x, k))(h, k_i)
+            rec = LayerRecord(h, None) if record else None
+        new_states.append(s)
+        records.append(rec)
+    return h, tuple(new_states), (tuple(records) if record else None)
+
+
+def _step_major(model, xs, state, keys, *, unroll, remat, record):
+    seq = isinstance(model, Sequential)
+
+    def step(s, inp):
+        x, k = inp
+        if seq:
+            y, s, recs = model._step(x, s, k, record=record)
+            return s, ((y, recs) if record else y)
+        y, s = model(x, s, key=k)
+        return s, ((y, s) if record else y)
+
+    state, ys = _scan(step, state, (xs, keys), length=xs.shape[0], unroll=unroll, remat=remat)
+    if not record:
+        return ys, state, None
+    ys, recs = ys
+    if seq:
+        layer_recs = tuple(
+            LayerRecord(out, s if is_stateful(layer) else None)
+            for layer, (out, s) in zip(model.layers, recs)
+        )
+        return ys, state, layer_recs
+    return ys, state, (LayerRecord(ys, recs),)
+
+
+def _check_state(model, state, step_shape, dtype):
+    try:
+        expected = jax.eval_shape(lambda: model.init_state(step_shape))
+    except ValueError:
+        raise
+    exp_struct = jax.tree.structure(expected)
+    got_struct = jax.tree.structure(state)
+    if exp_struct != got_struct:
+        raise ValueError(
+            f"`state` does not have the structure the model needs for inputs of per-step shape "
+            f"{step_shape}: expected {exp_struct}, got {got_struct}. Create it with "
+            f"`model.init_state({step_shape})` or leave `state=None`."
+        )
+    for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(state)):
+        if tuple(e.shape) != tuple(jnp.shape(g)):
+            raise ValueError(
+                f"`state` has a leaf of shape {tuple(jnp.shape(g))} where the model needs "
+                f"{tuple(e.shape)} for inputs of per-step shape {step_shape}. Batched states are "
+                f"not accepted here: `snnx.run` acts on one sample, batch with `jax.vmap`."
+            )
+
+
+def run(
+    model,
+    xs: ArrayLike,
+    state: PyTree[Array] | None = None,
+    *,
+    key: PRNGKeyArray | None = None,
+    mode: Mode = "auto",
+    unroll: int | bool | None = None,
+    remat: bool | int = False,
+    record: bool = False,
+):
+    """Run a model over a whole input sequence (one sample; batch with `jax.vmap`).
+
+    Two execution orders give the same numbers:
+
+    - **layer-major** (`mode="layer"`, the default for `snnx.Sequential`): each stateless layer
+        is applied to all time steps at once (one large matmul or convolution) and only the
+        neuron dynamics are scanned, layer after layer. This is the fast way to train
+        feed-forward stacks.
+    - **step-major** (`mode="step"`, used for any other model): one time step goes through the
+        whole model before the next, as in streaming inference or graphs with feedback.
+
+    ```python
+    outs, state = snnx.run(model, xs)                          # xs: (T, *input_shape)
+    outs, state = jax.vmap(lambda x: snnx.run(model, x))(xb)   # xb: (B, T, *input_shape)
+    ```
+
+    **Arguments:**
+
+    - `model`: an `snnx.Sequential`, a neuron, or any stateful layer with
+        `init_state(shape)` and `__call__(x, state, *, key=None) -> (y, state)`.
+    - `xs`: inputs with time first, shape `(T, *input_shape)`. Boolean or integer spike
+        arrays are converted to float32.
+    - `state`: initial state for one sample; default `model.init_state(xs.shape[1:])`.
+    - `key`: optional PRNG key (dropout, stochastic spiking). Step `t` of layer `i` gets
+        `split(fold_in(key, t), n_layers)[i]` in both modes.
+    - `mode`: `"auto"` (default), `"layer"` or `"step"`.
+    - `unroll`: time steps per scan iteration; `None` picks `snnx.default_unroll()`.
+    - `remat`: rematerialisation for long sequences: `True` checkpoints every step, an int `k`
+        stores the state every `k` steps and recomputes in between. Saves memory in the
+        backward pass at the cost of recomputation.
+    - `record`: if True, also return every layer's outputs and states over time.
+
+    **Returns:**
+
+    `(outputs, final_state)`, where `outputs` has shape `(T, *output_shape)`; with
+    `record=True`, `(outputs, final_state, records)`, where `records` is a tuple with one
+    `snnx.LayerRecord(output, state)` per layer (one entry for a non-`Sequential` model).
+
+    **Raises:**
+
+    `ValueError` for a wrong input rank or shape (naming the layer), a state that does not
+    match the model, or an unknown `mode`.
+    """
+    if not is_stateful(model):
+        raise TypeError(
+            f"`model` must be stateful (have `init_state`): an `snnx.Sequential`, a neuron, or a "
+            f"layer like them; got {type(model).__name__}. Wrap stateless layers and neurons in "
+            f"`snnx.Sequential([...])`."
+        )
+    if mode not in ("auto", "layer", "step"):
+        raise ValueError(f"`mode` must be 'auto', 'layer' or 'step', got {mode!r}.")
+    xs = jnp.asarray(xs)
+    if xs.ndim < 1 or xs.shape[0] < 1:
+        raise ValueError(
+            f"`xs` must have a leading time axis of length >= 1, got shape {xs.shape}. For one "
+            f"time step, call the model directly: `model(x, state)`."
+        )
+    if not jnp.issubdtype(xs.dtype, jnp.floating):
+        xs = xs.astype(jnp.float32)
+    step_shape = tuple(xs.shape[1:])
+    if state is None:
+        state = model.init_state(step_shape)
+    else:
+        _check_state(model, state, step_shape, xs.dtype)
+    if unroll is None:
+        unroll = default_unroll()
+    if isinstance(remat, (int, np.integer)) and not isinstance(remat, bool) and remat < 0:
+        raise ValueError(f"`remat` must be a bool or a non-negative int, got {remat}.")
+
+    T = xs.shape[0]
+    keys = None
+    if key is not None:
+        keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(T))
+
+    if mode == "auto":
+        mode = "layer" if isinstance(model, Sequential) else "step"
+    if mode == "layer" and isinstance(model, Sequential):
+        ys, state, recs = _layer_major(
+            model, xs, state, keys, unroll=unroll, remat=remat, record=record
+        )
+    else:
+        ys, state, recs = _step_major(
+            model, xs, state, keys, unroll=unroll, remat=remat, record=record
+        )
+    if record:
+        return ys, state, recs
+    return ys, state
