@@ -112,10 +112,16 @@ class Sequential(eqx.Module):
                     state = layer.init_state(x.shape, dtype) if _takes_dtype(layer) else (
                         layer.init_state(x.shape)
                     )
-                    x = jax.eval_shape(lambda l, xx, s: l(xx, s)[0], layer, x, state)
+                    # The layer is closed over (not traced), so its static flags stay Python
+                    # values; a dummy key satisfies layers that need one (dropout).
+                    x = jax.eval_shape(
+                        lambda xx, s, l=layer: l(xx, s, key=jax.random.key(0))[0], x, state
+                    )
                 else:
                     state = None
-                    x = jax.eval_shape(lambda l, xx: call_stateless(l, xx, None), layer, x)
+                    x = jax.eval_shape(
+                        lambda xx, l=layer: call_stateless(l, xx, jax.random.key(0)), x
+                    )
             except Exception as e:  # re-raised with the layer's position and the shapes
                 raise ValueError(
                     f"Sequential layer {i} ({layer_name(layer)}) cannot take an input of shape "

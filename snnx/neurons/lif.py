@@ -138,8 +138,11 @@ class LIF(AbstractParametrisedNeuron):
         dt: float = 1.0,
         **kwargs,
     ) -> "LIF":
-        r"""An LIF that steps exactly like snnTorch's `Leaky` / Spyx's `LIF`:
-        $v_{t+1} = \beta v_t + x_t$ (then spike and reset).
+        r"""An LIF whose step is $v_{t+1} = \beta v_t + x_t$, then spike and reset.
+
+        This is Spyx's `LIF` exactly, and snnTorch's `Leaky` below threshold (snnTorch applies
+        its subtractive reset one step after the spike, from the stored membrane, where snnx
+        resets in the same step as NIR's continuous-time semantics do).
 
         **Arguments:**
 

@@ -1,0 +1,323 @@
+"""Neurons against closed forms and independent references."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import snnx
+
+
+def _steps(neuron, xs, state=None):
+    out, state = snnx.run(neuron, jnp.asarray(xs, jnp.float32), state)
+    return np.asarray(out), state
+
+
+# --------------------------------------------------------------------------- LIF / IF / LI
+
+
+@pytest.mark.parametrize("tau,current,dt", [(10.0, 1.5, 1.0), (20.0, 3.0, 0.5), (5.0, 1.1, 0.25)])
+def test_lif_constant_input_fires_at_analytic_times(tau, current, dt):
+    # Continuous solution from rest with reset to 0: v(t) = R I (1 - e^{-t/tau}); it crosses
+    # theta at t* = tau ln(R I / (R I - theta)), and the exact discretisation samples v(t) on
+    # the grid, so the first spike is at step ceil(t*/dt), and then periodically.
+    theta = 1.0
+    t_star = tau * math.log(current / (current - theta))
+    period = math.ceil(t_star / dt)
+    assert abs(t_star / dt - round(t_star / dt)) > 1e-3  # not on a grid point
+    lif = snnx.LIF(tau=tau, v_threshold=theta, dt=dt, reset_mode="to_value")
+    T = 4 * period + 3
+    out, _ = _steps(lif, np.full((T, 1), current))
+    fired = np.flatnonzero(out[:, 0]) + 1  # step t (1-based) after t*dt of input
+    np.testing.assert_array_equal(fired, period * np.arange(1, len(fired) + 1))
+    assert len(fired) == T // period
+
+
+def test_lif_subthreshold_membrane_is_exact():
+    tau, current, dt = 8.0, 0.7, 0.3
+    lif = snnx.LIF(tau=tau, dt=dt)
+    _, _, rec = snnx.run(lif, jnp.full((40, 1), current), record=True)
+    t = dt * np.arange(1, 41)
+    np.testing.assert_allclose(rec[0].state.v[:, 0], current * (1 - np.exp(-t / tau)), rtol=2e-6)
+
+
+def test_if_counts_charge():
+    # IF with subtractive reset: after T steps the number of spikes is floor(total charge / theta).
+    if_ = snnx.IF(r=2.0, v_threshold=1.0, dt=0.5)
+    xs = np.full((40, 3), [0.37, 0.9, 0.05])
+    out, state = _steps(if_, xs)
+    charge = (xs * 2.0 * 0.5).sum(0)
+    np.testing.assert_array_equal(out.sum(0), np.floor(charge))
+    np.testing.assert_allclose(state.v, charge - np.floor(charge), atol=1e-5)
+
+
+def test_li_matches_ode_solver_for_piecewise_constant_input(getkey):
+    tau, r, v_leak, dt = 3.0, 1.7, -0.2, 0.4
+    xs = np.asarray(jax.random.normal(getkey(), (25, 2)))
+    li = snnx.LI(tau=tau, r=r, v_leak=v_leak, dt=dt)
+    out, _ = _steps(li, xs)
+    v = np.full(2, v_leak, np.float64)
+    ref = []
+    for x in xs:  # scipy integrates each step with the input held, as a reference
+        sol = solve_ivp(lambda t, y: (v_leak - y + r * x) / tau, (0, dt), v, rtol=1e-10, atol=1e-12)
+        v = sol.y[:, -1]
+        ref.append(v)
+    np.testing.assert_allclose(out, np.array(ref), rtol=1e-5, atol=1e-5)
+
+
+def test_from_beta_matches_spyx_recursion():
+    beta, theta = 0.8, 1.0
+    xs = np.array([0.5, 0.4, 0.3, 0.0, 0.9, 0.9, 0.1, 0.0, 1.5, 0.2])
+    lif = snnx.LIF.from_beta(beta, theta)
+    out, _ = _steps(lif, xs[:, None])
+    v, ref = 0.0, []
+    for x in xs:  # v = beta v + x; spike = v > theta; v -= spike * theta
+        v = beta * v + x
+        s = float(v > theta)
+        v -= s * theta
+        ref.append(s)
+    np.testing.assert_array_equal(out[:, 0], ref)
+    assert float(lif.beta) == pytest.approx(beta, rel=1e-6)
+    li = snnx.LI.from_beta(0.9)
+    out, _ = _steps(li, np.ones((3, 1)))
+    np.testing.assert_allclose(out[:, 0], [1.0, 1.9, 2.71], rtol=1e-5)
+
+
+def test_euler_method_is_forward_euler():
+    lif = snnx.LIF(tau=4.0, dt=1.0, method="euler", v_threshold=100.0)
+    out, state = _steps(lif, np.ones((3, 1)))
+    # v' = v + dt/tau (-v + x): 0.25, 0.4375, 0.578125
+    np.testing.assert_allclose(state.v, [0.578125], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- CuBa
+
+
+@pytest.mark.parametrize("tau_syn,tau_mem", [(2.0, 10.0), (10.0, 3.0), (5.0, 5.0)])
+def test_cubalif_impulse_response_is_two_exponential(tau_syn, tau_mem):
+    r, i0, dt, T = 1.5, 2.0, 0.5, 40
+    neuron = snnx.CuBaLIF(tau_syn, tau_mem, r=r, v_threshold=1e9, dt=dt)
+    state = snnx.neurons.CuBaState(jnp.full((1,), i0), jnp.zeros((1,)))
+    _, _, rec = snnx.run(neuron, jnp.zeros((T, 1)), state, record=True)
+    t = dt * np.arange(1, T + 1)
+    if tau_syn == tau_mem:
+        ref = r * i0 * (t / tau_mem) * np.exp(-t / tau_mem)
+    else:
+        ref = r * i0 * tau_syn / (tau_syn - tau_mem) * (np.exp(-t / tau_syn) - np.exp(-t / tau_mem))
+    np.testing.assert_allclose(rec[0].state.v[:, 0], ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(rec[0].state.i[:, 0], i0 * np.exp(-t / tau_syn), rtol=1e-5)
+
+
+def test_cubali_matches_ode_solver(getkey):
+    ts, tm, r, w, vl, dt = 2.5, 6.0, 1.2, 0.8, 0.1, 0.3
+    xs = np.asarray(jax.random.normal(getkey(), (20, 2)))
+    out, _ = _steps(snnx.CuBaLI(ts, tm, r=r, v_leak=vl, w_in=w, dt=dt), xs)
+    y = np.concatenate([np.zeros(2), np.full(2, vl)])
+    ref = []
+    for x in xs:
+        def f(t, y, x=x):
+            i, v = y[:2], y[2:]
+            return np.concatenate([(w * x - i) / ts, (vl - v + r * i) / tm])
+
+        y = solve_ivp(f, (0, dt), y, rtol=1e-10, atol=1e-12).y[:, -1]
+        ref.append(y[2:])
+    np.testing.assert_allclose(out, np.array(ref), rtol=1e-4, atol=1e-5)
+
+
+def test_cubalif_from_beta_matches_snntorch_synaptic_subthreshold():
+    alpha, beta = 0.7, 0.9
+    xs = np.array([1.0, 0.0, 0.5, 0.0, 0.0, 0.2])
+    neuron = snnx.CuBaLIF.from_beta(alpha, beta, v_threshold=1e9)
+    _, _, rec = snnx.run(neuron, jnp.asarray(xs[:, None], jnp.float32), record=True)
+    syn = mem = 0.0
+    ref = []
+    for x in xs:  # snnTorch Synaptic: syn = alpha syn + x; mem = beta mem + syn
+        syn = alpha * syn + x
+        mem = beta * mem + syn
+        ref.append(mem)
+    np.testing.assert_allclose(rec[0].state.v[:, 0], ref, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- ALIF
+
+
+def test_alif_without_adaptation_is_lif(getkey):
+    xs = jax.random.uniform(getkey(), (60, 5)) * 0.6
+    a = snnx.ALIF(tau=6.0, tau_adapt=50.0, adapt_strength=0.0)
+    b = snnx.LIF(tau=6.0)
+    np.testing.assert_array_equal(_steps(a, xs)[0], _steps(b, xs)[0])
+
+
+def test_alif_threshold_adaptation_closed_form():
+    # After spikes at steps t_k the adaptation is a_t = sum_k rho^(t - t_k), rho = e^{-dt/tau_a}.
+    tau_a = 20.0
+    neuron = snnx.ALIF(tau=5.0, tau_adapt=tau_a, adapt_strength=0.5)
+    out, _, rec = snnx.run(neuron, jnp.full((80, 1), 1.5), record=True)
+    s = np.asarray(out[:, 0])
+    rho = math.exp(-1.0 / tau_a)
+    a, ref = 0.0, []
+    for st in s:
+        a = rho * a + st
+        ref.append(a)
+    np.testing.assert_allclose(rec[0].state.a[:, 0], ref, rtol=1e-5)
+    isi = np.diff(np.flatnonzero(s))
+    assert isi[-1] > isi[0]  # adaptation slows firing
+    lif_count = _steps(snnx.LIF(tau=5.0), np.full((80, 1), 1.5))[0].sum()
+    assert s.sum() < lif_count
+
+
+# --------------------------------------------------------------------------- Izhikevich / AdEx
+
+
+def _isis(neuron, current, T):
+    out, _ = _steps(neuron, np.full((T, 1), current))
+    return np.diff(np.flatnonzero(out[:, 0])) * neuron.dt
+
+
+def test_izhikevich_regular_spiking_adapts():
+    # Izhikevich (2003), Fig. 2: RS (a=.02, b=.2, c=-65, d=8) fires tonically with spike-
+    # frequency adaptation; FS (a=.1, d=2) fires fast without adaptation; IB (c=-55, d=4)
+    # starts with a burst then fires tonically.
+    rs = _isis(snnx.Izhikevich(), 10.0, 2000)
+    assert len(rs) >= 8
+    assert rs[-1] > 1.5 * rs[0]
+    assert np.all(np.diff(rs[:4]) >= 0)
+    fs = _isis(snnx.Izhikevich(a=0.1, d=2.0), 10.0, 2000)
+    assert len(fs) > 2 * len(rs)
+    steady = fs[4:]
+    assert steady.max() - steady.min() <= 2 * 0.5 + 1e-9  # constant rate, up to grid jitter
+    assert fs[-1] / fs[0] < rs[-1] / rs[0]  # less adaptation than RS
+    ib = _isis(snnx.Izhikevich(c=-55.0, d=4.0), 10.0, 2000)
+    assert ib[0] < 0.3 * np.median(ib)  # initial burst
+
+
+def test_izhikevich_rests_without_input():
+    out, state = _steps(snnx.Izhikevich(), np.zeros((400, 2)))
+    assert out.sum() == 0
+    # Fixed point of the model with I = 0 and b = 0.2: v ~ -70 mV.
+    np.testing.assert_allclose(state.v, -70.0, atol=0.5)
+
+
+def test_adex_adaptation_and_rest():
+    adex = snnx.AdEx()
+    out, state = _steps(adex, np.zeros((500, 1)))
+    assert out.sum() == 0
+    np.testing.assert_allclose(state.v, -70.6, atol=1e-3)
+    isi = _isis(adex, 1000.0, 4000)  # 1 nA step, 400 ms
+    assert len(isi) >= 4
+    assert isi[-1] > 1.5 * isi[0]  # adaptation current b slows firing
+
+
+# --------------------------------------------------------------------------- contract checks
+
+ALL_NEURONS = [
+    lambda: snnx.LIF(tau=5.0, trainable=True),
+    lambda: snnx.IF(trainable=True),
+    lambda: snnx.LI(tau=5.0, trainable=True),
+    lambda: snnx.CuBaLIF(3.0, 6.0, trainable=True),
+    lambda: snnx.CuBaLI(3.0, 6.0, trainable=True),
+    lambda: snnx.ALIF(tau=5.0, tau_adapt=30.0, trainable=True),
+    lambda: snnx.Izhikevich(trainable=True),
+    lambda: snnx.AdEx(trainable=True),
+]
+SCALE = {snnx.Izhikevich: 20.0, snnx.AdEx: 1500.0}
+
+
+@pytest.mark.parametrize("make", ALL_NEURONS)
+def test_neuron_under_jit_grad_vmap(make, getkey):
+    neuron = make()
+    n_in, n = 6, 4
+    lin = eqx.nn.Linear(n_in, n, key=getkey())
+    model = snnx.Sequential([lin, neuron])
+    scale = SCALE.get(type(neuron), 2.0)
+    xb = (jax.random.uniform(getkey(), (3, 30, n_in)) < 0.5) * scale
+
+    @eqx.filter_jit
+    def loss(m, xb):
+        out = jax.vmap(lambda x: snnx.run(m, x)[0])(xb)
+        return jnp.mean(out)
+
+    grads = eqx.filter_grad(loss)(model, xb)
+    g = np.asarray(grads.layers[0].weight)
+    assert np.all(np.isfinite(g)) and np.abs(g).sum() > 0
+    # Per-neuron parameters get gradients too (all trainable here).
+    for leaf in jax.tree.leaves(eqx.filter(grads.layers[1], eqx.is_inexact_array)):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    # vmap equals a Python loop over samples.
+    batched = jax.vmap(lambda x: snnx.run(model, x)[0])(xb)
+    looped = jnp.stack([snnx.run(model, x)[0] for x in xb])
+    np.testing.assert_allclose(batched, looped, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", ALL_NEURONS)
+def test_neuron_has_continuous_form(make):
+    neuron = make()
+    state = neuron.init_state((3,))
+    dstate = neuron.vector_field(0.0, state, jnp.ones(3))
+    assert jax.tree.structure(dstate) == jax.tree.structure(state)
+    cond = neuron.spike_condition(state)
+    assert cond.shape == (3,)
+    new = neuron.reset(state, jnp.array([True, False, True]))
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+
+
+@pytest.mark.parametrize("make", ALL_NEURONS)
+def test_serialise_round_trip(make, tmp_path):
+    neuron = make()
+    path = tmp_path / "neuron.eqx"
+    eqx.tree_serialise_leaves(path, neuron)
+    loaded = eqx.tree_deserialise_leaves(path, make())
+    assert eqx.tree_equal(neuron, loaded)
+
+
+def test_frozen_parameters_get_no_gradient_and_are_left_out():
+    lif = snnx.LIF(tau=jnp.full((3,), 5.0), trainable=("v_threshold",))
+    xs = jnp.ones((20, 3))
+    g = eqx.filter_grad(lambda n: jnp.sum(snnx.run(n, xs)[0]))(lif)
+    assert np.all(np.asarray(g.log_tau) == 0)
+    assert np.any(np.asarray(g.v_threshold) != 0)
+    spec = snnx.trainable_spec(snnx.Sequential([eqx.nn.Linear(3, 3, key=jax.random.key(0)), lif]))
+    assert spec.layers[0].weight is True
+    assert spec.layers[1].log_tau is False and spec.layers[1].v_threshold is True
+
+
+def test_per_neuron_parameters_broadcast():
+    tau = jnp.array([2.0, 4.0, 8.0])
+    lif = snnx.LIF(tau=tau, v_threshold=100.0)
+    _, state = _steps(lif, np.ones((5, 3)))
+    np.testing.assert_allclose(state.v, 1 - np.exp(-5 / np.asarray(tau)), rtol=1e-5)
+
+
+def test_time_constant_parameterisation_stays_positive():
+    lif = snnx.LIF(tau=2.0, trainable=("tau",))
+    bumped = eqx.tree_at(lambda n: n.log_tau, lif, lif.log_tau - 50.0)  # a huge step
+    assert float(bumped.tau) > 0
+
+
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: snnx.LIF(tau=0.0), "`tau` must be > 0"),
+        (lambda: snnx.LIF(tau=-1.0), "`tau` must be > 0"),
+        (lambda: snnx.LIF(tau=float("nan")), "`tau` must be finite"),
+        (lambda: snnx.LIF(tau=5.0, dt=0.0), "`dt` must be"),
+        (lambda: snnx.LIF(tau=5.0, dt=-1.0), "`dt` must be"),
+        (lambda: snnx.LIF(tau=5.0, v_threshold=jnp.array([1.0, jnp.inf])), "`v_threshold`"),
+        (lambda: snnx.CuBaLIF(tau_syn=1.0, tau_mem=-2.0), "`tau_mem` must be > 0"),
+        (lambda: snnx.LIF(tau=jnp.ones(3), r=jnp.ones(4)), "do not broadcast"),
+        (lambda: snnx.LIF(tau=5.0, reset_mode="zero"), "`reset_mode` must be one of"),
+        (lambda: snnx.LIF(tau=5.0, method="rk4"), "`method` must be one of"),
+        (lambda: snnx.LIF(tau=5.0, trainable=("beta",)), "unknown parameters"),
+        (lambda: snnx.LIF(tau=5.0, surrogate=lambda x: x), "`surrogate` must be"),
+        (lambda: snnx.LIF.from_beta(1.0), "`beta` must lie strictly between 0 and 1"),
+        (lambda: snnx.LIF(tau=jnp.ones(4)).init_state((3,)), "does not broadcast to the layer"),
+        (lambda: snnx.LIF(tau="fast"), "`tau` must be a number"),
+    ],
+)
+def test_invalid_parameters_raise_clear_errors(build, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        build()
