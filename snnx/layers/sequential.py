@@ -115,12 +115,12 @@ class Sequential(eqx.Module):
                     # The layer is closed over (not traced), so its static flags stay Python
                     # values; a dummy key satisfies layers that need one (dropout).
                     x = jax.eval_shape(
-                        lambda xx, s, l=layer: l(xx, s, key=jax.random.key(0))[0], x, state
+                        lambda xx, s, lay=layer: lay(xx, s, key=jax.random.key(0))[0], x, state
                     )
                 else:
                     state = None
                     x = jax.eval_shape(
-                        lambda xx, l=layer: call_stateless(l, xx, jax.random.key(0)), x
+                        lambda xx, lay=layer: call_stateless(lay, xx, jax.random.key(0)), x
                     )
             except Exception as e:  # re-raised with the layer's position and the shapes
                 raise ValueError(

@@ -63,6 +63,38 @@ class AbstractParametrisedNeuron(AbstractNeuron):
     _parameters: ClassVar[dict[str, str]]
     trainable: eqx.AbstractVar[frozenset[str]]
 
+    def _set_parameters(self, **values: ArrayLike) -> None:
+        """Validate and store constructor values for every entry of `_parameters`.
+
+        Fields named `log_*` hold time constants (and other strictly positive quantities):
+        their value must be > 0 and is stored as its logarithm.
+        """
+        cls = type(self).__name__
+        arrays = {}
+        for name, field in self._parameters.items():
+            log = field.startswith("log_")
+            arrays[name] = _param(cls, name, values[name], positive=log, log=log)
+            setattr(self, field, arrays[name])
+        _check_mutual_broadcast(cls, **arrays)
+
+    def _set_options(self, **options: Any) -> None:
+        """Validate and store the static options a neuron's constructor takes."""
+        cls = type(self).__name__
+        for name, value in options.items():
+            if name == "dt":
+                value = _check_dt(cls, value)
+            elif name == "reset_mode":
+                value = _check_choice(cls, name, value, _RESET_MODES)
+            elif name == "method":
+                value = _check_choice(cls, name, value, _METHODS)
+            elif name == "surrogate":
+                value = _check_surrogate(cls, value)
+            elif name == "detach_reset":
+                value = bool(value)
+            elif name == "trainable":
+                value = _check_trainable(cls, value, self._parameters)
+            setattr(self, name, value)
+
     def _get(self, name: str) -> Array:
         """The value of public parameter `name`, gradient-stopped unless trainable."""
         field = self._parameters[name]
@@ -117,13 +149,11 @@ def _param(
     if not isinstance(arr, jax.core.Tracer):
         host = np.asarray(arr)
         if not np.all(np.isfinite(host)):
-            raise ValueError(
-                f"{cls} parameter `{name}` must be finite, got {host if host.size < 8 else 'an array with NaN/inf'}."
-            )
+            shown = host if host.size < 8 else "an array with NaN/inf"
+            raise ValueError(f"{cls} parameter `{name}` must be finite, got {shown}.")
         if positive and not np.all(host > 0):
-            raise ValueError(
-                f"{cls} parameter `{name}` must be > 0, got {host if host.size < 8 else 'an array with values <= 0'}."
-            )
+            shown = host if host.size < 8 else "an array with values <= 0"
+            raise ValueError(f"{cls} parameter `{name}` must be > 0, got {shown}.")
     return jnp.log(arr) if log else arr
 
 

@@ -6,14 +6,9 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ..spikes import AbstractSurrogate
+from ..spikes import AbstractSurrogate, FastSigmoid
 from ._base import (
     AbstractParametrisedNeuron,
-    _check_dt,
-    _check_mutual_broadcast,
-    _check_surrogate,
-    _check_trainable,
-    _param,
     _shape_tuple,
 )
 
@@ -82,29 +77,14 @@ class AdEx(AbstractParametrisedNeuron):
         surrogate: AbstractSurrogate | None = None,
         trainable=(),
     ):
-        cls = "AdEx"
-        self.log_c_m = _param(cls, "c_m", c_m, positive=True, log=True)
-        self.g_l = _param(cls, "g_l", g_l)
-        self.e_l = _param(cls, "e_l", e_l)
-        self.v_t = _param(cls, "v_t", v_t)
-        self.log_delta_t = _param(cls, "delta_t", delta_t, positive=True, log=True)
-        self.log_tau_w = _param(cls, "tau_w", tau_w, positive=True, log=True)
-        self.a = _param(cls, "a", a)
-        self.b = _param(cls, "b", b)
-        self.v_reset = _param(cls, "v_reset", v_reset)
-        self.v_peak = _param(cls, "v_peak", v_peak)
-        _check_mutual_broadcast(
-            cls, c_m=self.log_c_m, g_l=self.g_l, e_l=self.e_l, v_t=self.v_t,
-            delta_t=self.log_delta_t, tau_w=self.log_tau_w, a=self.a, b=self.b,
-            v_reset=self.v_reset, v_peak=self.v_peak,
+        self._set_parameters(
+            c_m=c_m, g_l=g_l, e_l=e_l, v_t=v_t, delta_t=delta_t, tau_w=tau_w, a=a, b=b,
+            v_reset=v_reset, v_peak=v_peak,
         )
-        self.dt = _check_dt(cls, dt)
-        if surrogate is None:
-            from ..spikes import FastSigmoid
-
-            surrogate = FastSigmoid(alpha=0.5)
-        self.surrogate = _check_surrogate(cls, surrogate)
-        self.trainable = _check_trainable(cls, trainable, self._parameters)
+        self._set_options(
+            dt=dt, surrogate=FastSigmoid(alpha=0.5) if surrogate is None else surrogate,
+            trainable=trainable,
+        )
 
     def init_state(self, shape, dtype=jnp.float32) -> AdExState:
         shape = _shape_tuple(shape)

@@ -8,19 +8,11 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..spikes import AbstractSurrogate
 from ._base import (
-    _METHODS,
-    _RESET_MODES,
     AbstractParametrisedNeuron,
     Method,
     ResetMode,
     _apply_reset,
-    _check_choice,
-    _check_dt,
-    _check_mutual_broadcast,
-    _check_surrogate,
-    _check_trainable,
     _decay_and_gain,
-    _param,
     _shape_tuple,
 )
 
@@ -93,24 +85,14 @@ class ALIF(AbstractParametrisedNeuron):
         detach_reset: bool = True,
         trainable=(),
     ):
-        c = "ALIF"
-        self.log_tau = _param(c, "tau", tau, positive=True, log=True)
-        self.log_tau_adapt = _param(c, "tau_adapt", tau_adapt, positive=True, log=True)
-        self.adapt_strength = _param(c, "adapt_strength", adapt_strength)
-        self.r = _param(c, "r", r)
-        self.v_leak = _param(c, "v_leak", v_leak)
-        self.v_threshold = _param(c, "v_threshold", v_threshold)
-        self.v_reset = _param(c, "v_reset", v_reset)
-        _check_mutual_broadcast(
-            c, tau=self.log_tau, tau_adapt=self.log_tau_adapt, adapt_strength=self.adapt_strength,
-            r=self.r, v_leak=self.v_leak, v_threshold=self.v_threshold, v_reset=self.v_reset,
+        self._set_parameters(
+            tau=tau, tau_adapt=tau_adapt, adapt_strength=adapt_strength, r=r, v_leak=v_leak,
+            v_threshold=v_threshold, v_reset=v_reset,
         )
-        self.dt = _check_dt(c, dt)
-        self.reset_mode = _check_choice(c, "reset_mode", reset_mode, _RESET_MODES)
-        self.method = _check_choice(c, "method", method, _METHODS)
-        self.surrogate = _check_surrogate(c, surrogate)
-        self.detach_reset = bool(detach_reset)
-        self.trainable = _check_trainable(c, trainable, self._parameters)
+        self._set_options(
+            dt=dt, reset_mode=reset_mode, method=method, surrogate=surrogate,
+            detach_reset=detach_reset, trainable=trainable,
+        )
 
     @property
     def tau(self) -> Array:

@@ -9,18 +9,11 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..spikes import AbstractSurrogate
 from ._base import (
-    _METHODS,
-    _RESET_MODES,
     AbstractParametrisedNeuron,
     Method,
     ResetMode,
     _apply_reset,
-    _check_choice,
     _check_dt,
-    _check_mutual_broadcast,
-    _check_surrogate,
-    _check_trainable,
-    _param,
     _shape_tuple,
 )
 
@@ -145,25 +138,14 @@ class CuBaLIF(AbstractParametrisedNeuron):
         detach_reset: bool = True,
         trainable=(),
     ):
-        c = "CuBaLIF"
-        self.log_tau_syn = _param(c, "tau_syn", tau_syn, positive=True, log=True)
-        self.log_tau_mem = _param(c, "tau_mem", tau_mem, positive=True, log=True)
-        self.r = _param(c, "r", r)
-        self.v_leak = _param(c, "v_leak", v_leak)
-        self.v_threshold = _param(c, "v_threshold", v_threshold)
-        self.v_reset = _param(c, "v_reset", v_reset)
-        self.w_in = _param(c, "w_in", w_in)
-        _check_mutual_broadcast(
-            c, tau_syn=self.log_tau_syn, tau_mem=self.log_tau_mem, r=self.r,
-            v_leak=self.v_leak, v_threshold=self.v_threshold, v_reset=self.v_reset,
-            w_in=self.w_in,
+        self._set_parameters(
+            tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, v_threshold=v_threshold,
+            v_reset=v_reset, w_in=w_in,
         )
-        self.dt = _check_dt(c, dt)
-        self.reset_mode = _check_choice(c, "reset_mode", reset_mode, _RESET_MODES)
-        self.method = _check_choice(c, "method", method, _METHODS)
-        self.surrogate = _check_surrogate(c, surrogate)
-        self.detach_reset = bool(detach_reset)
-        self.trainable = _check_trainable(c, trainable, self._parameters)
+        self._set_options(
+            dt=dt, reset_mode=reset_mode, method=method, surrogate=surrogate,
+            detach_reset=detach_reset, trainable=trainable,
+        )
 
     @classmethod
     def from_beta(cls, alpha, beta, v_threshold=1.0, *, dt: float = 1.0, **kwargs) -> "CuBaLIF":
@@ -268,19 +250,8 @@ class CuBaLI(AbstractParametrisedNeuron):
         method: Method = "exact",
         trainable=(),
     ):
-        c = "CuBaLI"
-        self.log_tau_syn = _param(c, "tau_syn", tau_syn, positive=True, log=True)
-        self.log_tau_mem = _param(c, "tau_mem", tau_mem, positive=True, log=True)
-        self.r = _param(c, "r", r)
-        self.v_leak = _param(c, "v_leak", v_leak)
-        self.w_in = _param(c, "w_in", w_in)
-        _check_mutual_broadcast(
-            c, tau_syn=self.log_tau_syn, tau_mem=self.log_tau_mem, r=self.r,
-            v_leak=self.v_leak, w_in=self.w_in,
-        )
-        self.dt = _check_dt(c, dt)
-        self.method = _check_choice(c, "method", method, _METHODS)
-        self.trainable = _check_trainable(c, trainable, self._parameters)
+        self._set_parameters(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, w_in=w_in)
+        self._set_options(dt=dt, method=method, trainable=trainable)
 
     @property
     def tau_syn(self) -> Array:

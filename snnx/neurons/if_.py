@@ -8,16 +8,9 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..spikes import AbstractSurrogate
 from ._base import (
-    _RESET_MODES,
     AbstractParametrisedNeuron,
     ResetMode,
     _apply_reset,
-    _check_choice,
-    _check_dt,
-    _check_mutual_broadcast,
-    _check_surrogate,
-    _check_trainable,
-    _param,
     _shape_tuple,
 )
 
@@ -72,16 +65,11 @@ class IF(AbstractParametrisedNeuron):
         detach_reset: bool = True,
         trainable=(),
     ):
-        c = "IF"
-        self.r = _param(c, "r", r)
-        self.v_threshold = _param(c, "v_threshold", v_threshold)
-        self.v_reset = _param(c, "v_reset", v_reset)
-        _check_mutual_broadcast(c, r=self.r, v_threshold=self.v_threshold, v_reset=self.v_reset)
-        self.dt = _check_dt(c, dt)
-        self.reset_mode = _check_choice(c, "reset_mode", reset_mode, _RESET_MODES)
-        self.surrogate = _check_surrogate(c, surrogate)
-        self.detach_reset = bool(detach_reset)
-        self.trainable = _check_trainable(c, trainable, self._parameters)
+        self._set_parameters(r=r, v_threshold=v_threshold, v_reset=v_reset)
+        self._set_options(
+            dt=dt, reset_mode=reset_mode, surrogate=surrogate, detach_reset=detach_reset,
+            trainable=trainable,
+        )
 
     def init_state(self, shape, dtype=jnp.float32) -> IFState:
         shape = _shape_tuple(shape)

@@ -6,14 +6,9 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ..spikes import AbstractSurrogate
+from ..spikes import AbstractSurrogate, FastSigmoid
 from ._base import (
     AbstractParametrisedNeuron,
-    _check_dt,
-    _check_mutual_broadcast,
-    _check_surrogate,
-    _check_trainable,
-    _param,
     _shape_tuple,
 )
 
@@ -71,20 +66,11 @@ class Izhikevich(AbstractParametrisedNeuron):
         surrogate: AbstractSurrogate | None = None,
         trainable=(),
     ):
-        cls = "Izhikevich"
-        self.a = _param(cls, "a", a)
-        self.b = _param(cls, "b", b)
-        self.c = _param(cls, "c", c)
-        self.d = _param(cls, "d", d)
-        self.v_peak = _param(cls, "v_peak", v_peak)
-        _check_mutual_broadcast(cls, a=self.a, b=self.b, c=self.c, d=self.d, v_peak=self.v_peak)
-        self.dt = _check_dt(cls, dt)
-        if surrogate is None:
-            from ..spikes import FastSigmoid
-
-            surrogate = FastSigmoid(alpha=0.5)
-        self.surrogate = _check_surrogate(cls, surrogate)
-        self.trainable = _check_trainable(cls, trainable, self._parameters)
+        self._set_parameters(a=a, b=b, c=c, d=d, v_peak=v_peak)
+        self._set_options(
+            dt=dt, surrogate=FastSigmoid(alpha=0.5) if surrogate is None else surrogate,
+            trainable=trainable,
+        )
 
     def init_state(self, shape, dtype=jnp.float32) -> IzhikevichState:
         shape = _shape_tuple(shape)

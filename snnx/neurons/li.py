@@ -8,15 +8,10 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from ._base import (
-    _METHODS,
     AbstractParametrisedNeuron,
     Method,
-    _check_choice,
     _check_dt,
-    _check_mutual_broadcast,
-    _check_trainable,
     _decay_and_gain,
-    _param,
     _shape_tuple,
 )
 
@@ -61,14 +56,8 @@ class LI(AbstractParametrisedNeuron):
         method: Method = "exact",
         trainable=(),
     ):
-        c = "LI"
-        self.log_tau = _param(c, "tau", tau, positive=True, log=True)
-        self.r = _param(c, "r", r)
-        self.v_leak = _param(c, "v_leak", v_leak)
-        _check_mutual_broadcast(c, tau=self.log_tau, r=self.r, v_leak=self.v_leak)
-        self.dt = _check_dt(c, dt)
-        self.method = _check_choice(c, "method", method, _METHODS)
-        self.trainable = _check_trainable(c, trainable, self._parameters)
+        self._set_parameters(tau=tau, r=r, v_leak=v_leak)
+        self._set_options(dt=dt, method=method, trainable=trainable)
 
     @classmethod
     def from_beta(cls, beta: Float[ArrayLike, "*shape"], *, dt: float = 1.0, **kwargs) -> "LI":

@@ -9,19 +9,12 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..spikes import AbstractSurrogate
 from ._base import (
-    _METHODS,
-    _RESET_MODES,
     AbstractParametrisedNeuron,
     Method,
     ResetMode,
     _apply_reset,
-    _check_choice,
     _check_dt,
-    _check_mutual_broadcast,
-    _check_surrogate,
-    _check_trainable,
     _decay_and_gain,
-    _param,
     _shape_tuple,
 )
 
@@ -112,22 +105,11 @@ class LIF(AbstractParametrisedNeuron):
         detach_reset: bool = True,
         trainable=(),
     ):
-        c = "LIF"
-        self.log_tau = _param(c, "tau", tau, positive=True, log=True)
-        self.r = _param(c, "r", r)
-        self.v_leak = _param(c, "v_leak", v_leak)
-        self.v_threshold = _param(c, "v_threshold", v_threshold)
-        self.v_reset = _param(c, "v_reset", v_reset)
-        _check_mutual_broadcast(
-            c, tau=self.log_tau, r=self.r, v_leak=self.v_leak,
-            v_threshold=self.v_threshold, v_reset=self.v_reset,
+        self._set_parameters(tau=tau, r=r, v_leak=v_leak, v_threshold=v_threshold, v_reset=v_reset)
+        self._set_options(
+            dt=dt, reset_mode=reset_mode, method=method, surrogate=surrogate,
+            detach_reset=detach_reset, trainable=trainable,
         )
-        self.dt = _check_dt(c, dt)
-        self.reset_mode = _check_choice(c, "reset_mode", reset_mode, _RESET_MODES)
-        self.method = _check_choice(c, "method", method, _METHODS)
-        self.surrogate = _check_surrogate(c, surrogate)
-        self.detach_reset = bool(detach_reset)
-        self.trainable = _check_trainable(c, trainable, self._parameters)
 
     @classmethod
     def from_beta(
