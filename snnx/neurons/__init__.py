@@ -9,6 +9,7 @@ from .adex import AdEx as AdEx, AdExState as AdExState
 from .alif import ALIF as ALIF, ALIFState as ALIFState
 from .cuba import CuBaLI as CuBaLI, CuBaLIF as CuBaLIF, CuBaState as CuBaState
 from .if_ import IF as IF, IFState as IFState
+from .integrator import Integrator as Integrator, IntegratorState as IntegratorState
 from .izhikevich import Izhikevich as Izhikevich, IzhikevichState as IzhikevichState
 from .li import LI as LI, LIState as LIState
 from .lif import LIF as LIF, LIFState as LIFState
