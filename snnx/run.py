@@ -2,6 +2,7 @@
 
 from typing import Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +69,28 @@ def _scan_stateful(layer, xs, state, keys, *, unroll, remat, record):
     return ys, state, None
 
 
+def _is_plain_linear(layer) -> bool:
+    return (
+        type(layer) is eqx.nn.Linear
+        and isinstance(layer.in_features, int)
+        and isinstance(layer.out_features, int)
+    )
+
+
+def _linear_all_steps(layer, h):
+    """`eqx.nn.Linear` on every time step as one `h @ W.T + b`.
+
+    Same numbers as `vmap(layer)`, but `vmap(weight @ x)` (and a user's further `vmap` over
+    the batch) puts the feature axis first in the matmul's output and XLA then transposes
+    `(out, B*T)` back to `(B, T, out)` (and the input to `(in, B*T)`): two full copies per
+    layer that made a training step ~1.4x slower than hand-written JAX on CPU.
+    """
+    y = h @ layer.weight.T
+    if layer.bias is not None:
+        y = y + layer.bias.reshape((1,) * (y.ndim - 1) + layer.bias.shape)
+    return y
+
+
 def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
     n = len(seq.layers)
     if keys is not None:
@@ -84,7 +107,9 @@ def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
                                        record=record)
         else:
             # A stateless layer sees every time step at once: one large matmul/conv.
-            if k_i is None:
+            if _is_plain_linear(layer):
+                h = _linear_all_steps(layer, h)
+            elif k_i is None:
                 h = jax.vmap(lambda x, l=layer: call_stateless(l, x, None))(h)
             else:
                 h = jax.vmap(lambda x, k, l=layer: call_stateless(l, x, k))(h, k_i)

@@ -1,0 +1,73 @@
+"""Timing and memory helpers shared by every benchmark (no snnx import here)."""
+
+import gc
+import resource
+import statistics
+import time
+
+
+def block(x):
+    """Wait for every array in a PyTree (JAX `block_until_ready`; torch tensors pass)."""
+    try:
+        import jax
+
+        return jax.block_until_ready(x)
+    except Exception:  # torch outputs or plain Python values
+        return x
+
+
+def interleaved(fns: dict, *, warmup: int = 2, rounds: int = 10, per_round: int = 3) -> dict:
+    """Time several zero-argument step functions, interleaved round by round.
+
+    Every function is called `warmup` times first (compilation), then `rounds` rounds in which
+    each function runs `per_round` times back to back; each call is timed on its own. Running
+    the contenders in alternation means a burst of load from other processes on a shared
+    machine hits all of them alike.
+
+    **Returns:** `{name: {"median_ms", "q1_ms", "q3_ms", "iqr_ms", "n", "compile_s"}}`.
+    """
+    compile_s = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        for _ in range(warmup):
+            block(fn())
+        compile_s[name] = time.perf_counter() - t0
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                block(fn())
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+        gc.collect()
+    return {name: summarise(s, compile_s[name]) for name, s in samples.items()}
+
+
+def summarise(samples, compile_s=None) -> dict:
+    s = sorted(samples)
+    q = statistics.quantiles(s, n=4) if len(s) >= 2 else [s[0]] * 3
+    return {
+        "median_ms": statistics.median(s),
+        "q1_ms": q[0],
+        "q3_ms": q[2],
+        "iqr_ms": q[2] - q[0],
+        "n": len(s),
+        "compile_s": compile_s,
+    }
+
+
+def jax_peak_bytes(jitted, *args) -> int | None:
+    """XLA's compiled-program memory: arguments + outputs + temporaries (a peak proxy)."""
+    try:
+        m = jitted.lower(*args).compile().memory_analysis()
+        if m is None:
+            return None
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes
+                   + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    except Exception:
+        return None
+
+
+def max_rss_bytes() -> int:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
