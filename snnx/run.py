@@ -10,6 +10,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 
 from .layers._util import call_stateless, is_stateful
 from .layers.sequential import LayerRecord, Sequential
+from .layers.sparse import SparseLinear
 
 Mode = Literal["auto", "layer", "step"]
 
@@ -109,6 +110,8 @@ def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
             # A stateless layer sees every time step at once: one large matmul/conv.
             if _is_plain_linear(layer):
                 h = _linear_all_steps(layer, h)
+            elif isinstance(layer, SparseLinear):
+                h = layer(h)  # takes all steps at once
             elif k_i is None:
                 h = jax.vmap(lambda x, l=layer: call_stateless(l, x, None))(h)
             else:

@@ -38,7 +38,7 @@ def snnx_model(cfg, seed=0, sparse=False):
     if sparse:
         from snnx.layers.sparse import SparseLinear
 
-        first = SparseLinear.from_linear(first, max_active=sparse)
+        first = SparseLinear.from_linear(first)
     return snnx.Sequential([
         first, snnx.LIF(TAU),
         eqx.nn.Linear(cfg["hidden"], cfg["hidden"], key=k2), snnx.LIF(TAU),
