@@ -24,5 +24,14 @@ from .neurons import (
     trainable_spec as trainable_spec,
 )
 from .run import default_unroll as default_unroll, run as run
+from . import encoders as encoders, losses as losses, metrics as metrics, plot as plot
+from . import train as train
+from .train import (
+    evaluate as evaluate,
+    fit as fit,
+    load_checkpoint as load_checkpoint,
+    make_step as make_step,
+    save_checkpoint as save_checkpoint,
+)
 
 __version__ = "0.1.0"

@@ -731,6 +731,6 @@ def _epoch_line(history, ep, epochs):
         parts.append(f"eval_loss {history['eval_loss'][-1]:.4f}")
     if history.get("eval_accuracy") and history["eval_accuracy"][-1] is not None:
         parts.append(f"eval_acc {history['eval_accuracy'][-1]:.4f}")
-    parts.append(f"{history['time'][-1]:.1f}s")
+    parts.append(f"{history['time'][-1]:.2f}s")
     return f"epoch {ep + 1}/{epochs}: " + "  ".join(parts)
 
