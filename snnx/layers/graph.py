@@ -176,6 +176,20 @@ class Graph(eqx.Module):
         """
         return self._propagate(shape, dtype)[0]
 
+    def node_shapes(self, shape, dtype=jnp.float32) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """The per-step `(input_shape, output_shape)` of every node for inputs of `shape`.
+
+        **Arguments:**
+
+        - `shape`: the shape of one time step of one sample's input.
+        - `dtype`: the floating dtype. Default float32.
+
+        **Returns:**
+
+        A dict from node name (the output pseudo-node included) to a pair of shapes.
+        """
+        return self._propagate(shape, dtype)[2]
+
     def output_shape(self, shape, dtype=jnp.float32) -> tuple[int, ...]:
         """The per-step output shape for a per-step input of `shape`."""
         return tuple(self._propagate(shape, dtype)[1].shape)
@@ -243,7 +257,8 @@ class Graph(eqx.Module):
                     f"the edges into one node must carry the same shape."
                 )
             feedback[s] = jnp.zeros(structs[s].shape, structs[s].dtype)
-        return GraphState(states, feedback), structs[self.output]
+        shapes = {n: (in_shapes[n], tuple(structs[n].shape)) for n in in_shapes}
+        return GraphState(states, feedback), structs[self.output], shapes
 
     def __call__(
         self, x: Array, state: GraphState, *, key: PRNGKeyArray | None = None
