@@ -382,8 +382,14 @@ def evaluate(
     xs, ys, n, T, step_shape = _check_data(data, "data")
     _check_labels(model, ys, T, step_shape, "data", run_kwargs)
     batch_size = _check_batch_size(batch_size, n, "pad")
+    return _evaluate(model, xs, ys, n, loss, batch_size, _resolve_predict(loss, predict),
+                     run_kwargs)
+
+
+def _evaluate(model, xs, ys, n, loss, batch_size, predict, run_kwargs):
+    """`evaluate` on data that are already checked."""
     cfg = {"loss": loss, "optimizer": None, "regulariser": None,
-           "predict": _resolve_predict(loss, predict), "run_kwargs": run_kwargs,
+           "predict": predict, "run_kwargs": run_kwargs,
            "stochastic": False, "per_sample": True}
     _, _, eval_batch = _thaw_programs(cfg)
     nb = -(-n // batch_size)
@@ -394,7 +400,7 @@ def evaluate(
     for b in range(idx.shape[0]):
         out = eval_batch(model, xs, ys, idx[b], w[b])
         totals = out if totals is None else jax.tree.map(
-            lambda a, c: (a | c) if a.dtype == jnp.bool_ else a + c, totals, out)
+            lambda a, c: (a & c) if a.dtype == jnp.bool_ else a + c, totals, out)
     totals = jax.device_get(totals)
     result: dict[str, Any] = {"n": n}
     if "loss_sum" in totals:
@@ -614,7 +620,8 @@ def fit(
     batch_size = _check_batch_size(batch_size, n, last_batch)
     _check_labels(model, ys, T, step_shape, "train_data", run_kwargs)
     if eval_data is not None:
-        exs, eys, _, eT, e_shape = _check_data(eval_data, "eval_data")
+        exs, eys, e_n, eT, e_shape = _check_data(eval_data, "eval_data")
+        eval_batch_size = _check_batch_size(eval_batch_size, e_n, "pad")
         if e_shape != step_shape:
             raise ValueError(
                 f"`eval_data` inputs have per-step shape {e_shape} but `train_data` has "
@@ -665,7 +672,7 @@ def fit(
         else:
             pbar = tqdm(total=idx.shape[0], desc=f"epoch {ep + 1}/{epochs}", unit="batch",
                         leave=False) if progress else None
-            collected = []
+            collected, tally = [], []
             for b in range(idx.shape[0]):
                 model, opt_state, ok, info = step(model, opt_state, ok, xs, ys, idx[b], w[b],
                                                   keys[b])
@@ -673,7 +680,13 @@ def fit(
                 if pbar is not None:
                     pbar.update(1)
                     if b % 10 == 9 or b == idx.shape[0] - 1:
-                        pbar.set_postfix(loss=f"{float(info['loss']):.4f}")
+                        postfix = {"loss": f"{float(info['loss']):.4f}"}
+                        if cfg["predict"] is not None and jnp.issubdtype(ys.dtype, jnp.integer):
+                            for i in collected[len(tally):]:
+                                tally.append((float(i["count"]), float(i["correct"])))
+                            seen, hits = np.sum(tally, axis=0)
+                            postfix["acc"] = f"{hits / seen:.4f}"
+                        pbar.set_postfix(postfix)
             if pbar is not None:
                 pbar.close()
             infos = jax.device_get(collected)
@@ -700,8 +713,8 @@ def fit(
         binary = [bool(np.all(b)) for b in infos["binary"]]
         history["rates"].append(_rates_dict(rates, binary, 1.0, model))
         if eval_data is not None:
-            ev = evaluate(model, eval_data, loss, batch_size=eval_batch_size,
-                          predict=cfg["predict"], run_kwargs=run_kwargs)
+            ev = _evaluate(model, exs, eys, e_n, loss, eval_batch_size, cfg["predict"],
+                           run_kwargs)
             history["eval_loss"].append(ev.get("loss"))
             history["eval_accuracy"].append(ev.get("accuracy"))
             history["eval_rates"].append(ev["rates"])
