@@ -166,3 +166,58 @@ def test_bad_inputs_raise_before_compiling():
                             lambda h: h.reshape(2, 2)])
     with pytest.raises(ValueError, match=r"one\s+vector of classes"):
         _fit(flat, (x, y))
+
+
+def test_one_full_batch_epoch_matches_hand_written_sgd():
+    """With batch_size = N the shuffle does not matter: one epoch is one SGD step on the mean
+    loss, which we compute independently with jax.grad."""
+    x, y = _data()
+    model0 = _model()
+    model, _ = train.fit(model0, losses.ce_rate, optax.sgd(0.5), (x, y), epochs=1,
+                         key=jax.random.key(3), batch_size=N, progress=False)
+
+    params, static = eqx.partition(model0, snnx.trainable_spec(model0))
+
+    def mean_loss(p):
+        m = eqx.combine(p, static)
+        outs = jax.vmap(lambda s: snnx.run(m, s)[0])(jnp.asarray(x, jnp.float32))
+        return losses.ce_rate(outs, jnp.asarray(y))
+
+    grads = jax.grad(mean_loss)(params)
+    expected = eqx.combine(jax.tree.map(lambda p, g: p - 0.5 * g, params, grads), static)
+    assert eqx.tree_equal(_params(model), _params(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_float_targets_with_mse_count():
+    x, y = _data()
+    targets = np.eye(C, dtype=np.float32)[y] * 0.8 + 0.1  # target rates per step
+    model = snnx.Sequential([eqx.nn.Linear(D, 8, key=jax.random.key(0)),
+                             snnx.LIF(tau=3.0, v_threshold=0.5),
+                             eqx.nn.Linear(8, C, key=jax.random.key(1)),
+                             snnx.LIF(tau=3.0, v_threshold=0.5)])
+    _, hist = train.fit(model, losses.mse_count, optax.adam(5e-2), (x, targets), epochs=4,
+                        key=jax.random.key(0), batch_size=8, progress=False)
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["accuracy"] == [None] * 4  # no class labels, no accuracy
+    with pytest.raises(ValueError, match=r"float targets must have shape \(N, 2\)"):
+        train.fit(model, losses.mse_count, optax.adam(5e-2), (x, targets[:, :1]), epochs=1,
+                  key=jax.random.key(0), batch_size=8, progress=False)
+
+
+def test_evaluate_counts_every_sample_and_checks_labels():
+    x, y = _data(n=13)
+    model = _model()
+    ev = train.evaluate(model, (x, y), losses.ce_max_membrane, batch_size=5)  # 5 + 5 + 3
+    outs = jax.vmap(lambda s: snnx.run(model, s)[0])(jnp.asarray(x, jnp.float32))
+    assert ev["n"] == 13
+    assert ev["loss"] == pytest.approx(float(losses.ce_max_membrane(outs, jnp.asarray(y))),
+                                       rel=1e-5)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        train.evaluate(model, (x, y - 1))
+
+
+def test_stochastic_flag_passes_keys_without_changing_a_deterministic_model():
+    x, y = _data()
+    m0, _ = _fit(_model(), (x, y), epochs=1)
+    m1, _ = _fit(_model(), (x, y), epochs=1, stochastic=True)
+    assert eqx.tree_equal(_params(m0), _params(m1), rtol=1e-6, atol=1e-7)
