@@ -1,0 +1,308 @@
+"""snnx benchmark suite: one entry point (`python3 bench/run.py`, or `make bench`).
+
+Sets up `.venv-bench` (snnx editable + the peers: spyx 1.0, jaxpike 0.1.4, snnTorch, Norse,
+torch 2.13.0 CPU) on first use, then re-runs itself inside it. Every workload times a
+forward pass and a full training step (forward + backward + Adam) after warm-up, snnx and
+the hand-written plain-JAX reference (and the JAX peers) interleaved round by round in one
+process; the torch peers run in their own subprocess (peak RSS per configuration). Writes
+`bench/results/results.json` and `bench/results/results.md`.
+
+    python3 bench/run.py            # the full suite (~30-60 min on 2 busy CPU cores)
+    python3 bench/run.py --quick    # a few minutes: fewer repeats, N=1k only for (d)
+    python3 bench/run.py --only a,sparse --no-setup
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VENV = os.path.join(ROOT, ".venv-bench")
+VPY = os.path.join(VENV, "bin", "python")
+# torch first and pinned: any other spec pulls gigabytes of CUDA wheels; the peers are then
+# installed under a constraint that keeps it (Norse from source without its torchvision
+# dependency, which it does not need for these models).
+SETUP = [
+    ["-m", "pip", "install", "-q", "--upgrade", "pip"],
+    ["-m", "pip", "install", "-q", "torch==2.13.0"],
+    ["-m", "pip", "install", "-q", "-e", ROOT],
+    ["-m", "pip", "install", "-q", "-c", "{constraints}", "spyx==1.0.0", "jaxpike==0.1.4",
+     "snntorch", "nir", "nirtorch"],
+    ["-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "norse==1.1.0"],
+]
+STEPS = ("a", "sparse", "unroll", "remat", "b", "c", "d")
+
+
+def setup_env():
+    marker = os.path.join(VENV, ".bench-installed")
+    if os.path.exists(marker):
+        return
+    if not os.path.exists(VPY):
+        subprocess.check_call([sys.executable, "-m", "venv", VENV])
+    constraints = os.path.join(VENV, "constraints.txt")
+    with open(constraints, "w") as f:
+        f.write("torch==2.13.0\n")
+    for args in SETUP:
+        args = [a.replace("{constraints}", constraints) for a in args]
+        print("[setup]", " ".join(args[2:]), flush=True)
+        r = subprocess.run([VPY] + args)
+        if r.returncode != 0:
+            print(f"[setup] failed ({r.returncode}); that peer will be reported as missing.")
+    open(marker, "w").close()
+
+
+# ----------------------------------------------------------------------------- inner part
+
+def machine():
+    import jax
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "loadavg_start": os.getloadavg(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def versions():
+    out = {}
+    for mod in ("snnx", "equinox", "optax", "spyx", "flax", "jaxpike", "torch", "snntorch",
+                "norse"):
+        try:
+            m = __import__(mod)
+            out[mod] = getattr(m, "__version__", "?")
+        except Exception as e:  # a peer that failed to install
+            out[mod] = f"missing ({type(e).__name__})"
+    return out
+
+
+class Results:
+    def __init__(self):
+        self.rows = []
+        self.notes = []
+
+    def add(self, workload, kind, lib, stats, peak=None, ref=None, note="", **extra):
+        row = dict(workload=workload, kind=kind, lib=lib, peak_bytes=peak, note=note, **extra)
+        if stats is not None:
+            row.update({k: stats[k] for k in ("median_ms", "q1_ms", "q3_ms", "iqr_ms", "n")})
+        self.rows.append(row)
+        print(f"  {workload:12s} {kind:8s} {lib:22s} "
+              + (f"{stats['median_ms']:9.2f} ms  IQR {stats['iqr_ms']:7.2f}" if stats else
+                 f"{'-':>9s}    {note}")
+              + (f"  peak {peak / 2**20:8.1f} MiB" if peak else ""), flush=True)
+        return row
+
+
+def _group(res, workload, kind, builders, cfg, data, rounds, per_round, ref="handwritten"):
+    """Build every contender, time them interleaved, and record ratios to `ref`."""
+    from common import interleaved
+
+    fns, mems = {}, {}
+    for lib, build in builders.items():
+        try:
+            fns[lib], mems[lib] = build(cfg, kind, data)
+        except Exception as e:
+            res.add(workload, kind, lib, None, note=f"not run: {type(e).__name__}: {e}"[:200])
+    stats = interleaved(fns, rounds=rounds, per_round=per_round)
+    out = {}
+    for lib, st in stats.items():
+        out[lib] = res.add(workload, kind, lib, st, mems.get(lib))
+    if ref in stats:
+        for lib, row in out.items():
+            row["ratio_to_ref"] = row["median_ms"] / stats[ref]["median_ms"]
+            row["ref"] = ref
+    return out
+
+
+def _torch_peer(res, workload, kind, lib, rounds):
+    script = os.path.join(HERE, "peers", "torch_peers.py")
+    try:
+        p = subprocess.run([sys.executable, script, lib, kind, str(rounds)], capture_output=True,
+                           text=True, timeout=1800)
+        st = json.loads(p.stdout.strip().splitlines()[-1])
+    except Exception as e:
+        tail = (p.stderr.strip().splitlines() or ["?"])[-1] if "p" in locals() else str(e)
+        return res.add(workload, kind, lib, None, note=f"not run: {tail}"[:200])
+    return res.add(workload, kind, lib, st, st.get("peak_bytes"), compile_s=st["compile_s"])
+
+
+def run_a(res, q):
+    from peers import jax_peers
+    from workloads import shd
+
+    cfg = shd.config()
+    data = shd.make_data(cfg)
+    res.notes.append(f"(a) max |snnx - hand-written| logits: {shd.check_equal(cfg, data):.2e}")
+    builders = {"snnx": shd.build_snnx, "handwritten": shd.build_handwritten,
+                "spyx": jax_peers.build_spyx_a, "jaxpike": jax_peers.build_jaxpike_a}
+    for kind in ("train", "forward"):
+        rows = _group(res, "a", kind, builders, cfg, data, q["rounds"], q["per_round"])
+        for lib in ("snntorch", "norse"):
+            rows[lib] = _torch_peer(res, "a", kind, lib, q["torch_rounds"])
+        if "snnx" in rows and "median_ms" in rows["snnx"]:
+            for lib, row in rows.items():
+                if "median_ms" in row:
+                    row["speedup_of_snnx"] = row["median_ms"] / rows["snnx"]["median_ms"]
+
+
+def run_sparse(res, q):
+    import functools
+
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from jaxstep import forward_step
+    from snnx.layers.sparse import SparseLinear
+    from workloads import shd
+
+    cfg = shd.config()
+    data = shd.make_data(cfg)
+    x = jnp.asarray(data[0])
+    lin = shd.snnx_model(cfg).layers[0]
+    sp = SparseLinear.from_linear(lin)
+    dense_y = jax.jit(lambda l, x: jax.vmap(jax.vmap(l))(x))(lin, x)
+    sparse_y = jax.jit(lambda l, x: jax.vmap(l)(x))(sp, x)
+    res.notes.append("sparse input projection: max |SparseLinear - Linear| = "
+                     f"{float(jnp.max(jnp.abs(dense_y - sparse_y))):.2e} at density "
+                     f"{float(x.mean()):.3f}")
+    layer = {
+        "dense Linear": lambda c, k, d: forward_step(lambda l, x: x @ l.weight.T + l.bias, lin,
+                                                     (x,)),
+        "SparseLinear": lambda c, k, d: forward_step(lambda l, x: jax.vmap(l)(x), sp, (x,)),
+    }
+    _group(res, "a-proj", "forward", layer, cfg, data, q["rounds"], q["per_round"],
+           ref="dense Linear")
+    step = {"snnx dense": shd.build_snnx,
+            "snnx SparseLinear": functools.partial(shd.build_snnx, sparse=True)}
+    for kind in ("train", "forward"):
+        _group(res, "a-sparse", kind, step, cfg, data, q["rounds"], q["per_round"],
+               ref="snnx dense")
+    del eqx
+
+
+def run_unroll(res, q):
+    import functools
+
+    from workloads import shd
+
+    cfg = shd.config()
+    data = shd.make_data(cfg)
+    builders = {f"snnx unroll={u}": functools.partial(shd.build_snnx, unroll=u)
+                for u in (1, 2, 4, 8)}
+    _group(res, "a-unroll", "train", builders, cfg, data, q["rounds"], q["per_round"],
+           ref="snnx unroll=1")
+
+
+def run_remat(res, q):
+    import functools
+
+    from workloads import shd
+
+    cfg = shd.config(T=2000)
+    data = shd.make_data(cfg)
+    builders = {"snnx no remat": shd.build_snnx,
+                "snnx remat=True": functools.partial(shd.build_snnx, remat=True),
+                "snnx remat=50": functools.partial(shd.build_snnx, remat=50)}
+    _group(res, "a-T2000", "train", builders, cfg, data, q["remat_rounds"], 1,
+           ref="snnx no remat")
+
+
+def run_simple(res, q, mod, cfg, tag, rounds):
+    data = mod.make_data(cfg)
+    if hasattr(mod, "check_equal"):
+        res.notes.append(f"({tag}) max |snnx - hand-written| outputs: "
+                         f"{mod.check_equal(cfg, data):.2e}")
+    for kind in ("train", "forward"):
+        _group(res, tag, kind, {"snnx": mod.build_snnx, "handwritten": mod.build_handwritten},
+               cfg, data, rounds, q["per_round"])
+    for lib in ("spyx", "jaxpike", "snntorch", "norse"):
+        res.add(tag, "train", lib, None, note="not written for this workload yet")
+
+
+def inner(args):
+    sys.path.insert(0, HERE)
+    import jax
+
+    q = dict(rounds=10, per_round=3, torch_rounds=10, remat_rounds=5, d_sizes=(1024, 4096))
+    if args.quick:
+        q = dict(rounds=4, per_round=2, torch_rounds=3, remat_rounds=2, d_sizes=(1024,))
+    only = set(args.only.split(",")) if args.only else set(STEPS)
+    res = Results()
+    info = {"machine": machine(), "versions": versions(), "quick": args.quick,
+            "default_unroll": None}
+    import snnx
+
+    info["default_unroll"] = snnx.default_unroll()
+    print(json.dumps(info, indent=1), flush=True)
+    t0 = time.time()
+    if "a" in only:
+        run_a(res, q)
+    if "sparse" in only:
+        run_sparse(res, q)
+    if "unroll" in only:
+        run_unroll(res, q)
+    if "remat" in only:
+        run_remat(res, q)
+    if "b" in only:
+        from workloads import recurrent
+
+        run_simple(res, q, recurrent, recurrent.config(), "b", q["rounds"])
+    if "c" in only:
+        from workloads import conv
+
+        run_simple(res, q, conv, conv.config(), "c", max(2, q["rounds"] // 2))
+    if "d" in only:
+        from workloads import scaling
+
+        for n in q["d_sizes"]:
+            run_simple(res, q, scaling, scaling.config(n), f"d N={n}", 2 if n > 2000 else 3)
+        for n in (4096, 16384):
+            if n not in q["d_sizes"]:
+                res.add(f"d N={n}", "train", "snnx", None,
+                        note="skipped: a step takes minutes on 2 CPU cores (run on a GPU)")
+    info["machine"]["loadavg_end"] = os.getloadavg()
+    info["wall_s"] = time.time() - t0
+    info["backend"] = jax.default_backend()
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "results.json"), "w") as f:
+        json.dump({"info": info, "notes": res.notes, "rows": res.rows}, f, indent=1)
+    from report import write_markdown
+
+    write_markdown(info, res.notes, res.rows, os.path.join(HERE, "results", "results.md"))
+    print(open(os.path.join(HERE, "results", "results.md")).read())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a few minutes: fewer repeats")
+    ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(STEPS)}")
+    ap.add_argument("--no-setup", action="store_true", help="use the current interpreter")
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.inner or args.no_setup:
+        return inner(args)
+    setup_env()
+    os.execv(VPY, [VPY, os.path.abspath(__file__), "--inner"] + sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

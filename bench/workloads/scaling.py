@@ -1,0 +1,59 @@
+"""(d) scaling: one Linear(N, N) + LIF layer, N in {1k, 4k, 16k}, T=500, batch 16.
+
+The open-neuromorphic library comparison's shape. Loss: mean output spike rate (a
+stand-in: the point is the cost of the step). Input: 3% spikes.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import handwritten as hw
+from jaxstep import forward_step, train_step
+
+NAME = "d_scaling"
+TAU = 10.0
+
+
+def config(n, quick=False):
+    return dict(T=500, B=16, n=n, density=0.03)
+
+
+def make_data(cfg, seed=3):
+    rng = np.random.default_rng(seed)
+    return ((rng.random((cfg["B"], cfg["T"], cfg["n"]), dtype=np.float32) < cfg["density"])
+            .astype(np.float32),)
+
+
+def snnx_model(cfg, seed=0):
+    import snnx
+
+    return snnx.Sequential([eqx.nn.Linear(cfg["n"], cfg["n"], key=jax.random.key(seed)),
+                            snnx.LIF(TAU)])
+
+
+def build_snnx(cfg, kind, data, unroll=None):
+    import snnx
+
+    model = snnx_model(cfg)
+    params, static = eqx.partition(model, snnx.trainable_spec(model))
+
+    def out(p, x):
+        m = eqx.combine(p, static)
+        return jax.vmap(lambda xi: snnx.run(m, xi, unroll=unroll)[0])(x)
+
+    x = jnp.asarray(data[0])
+    if kind == "forward":
+        return forward_step(lambda p, x: out(p, x).mean(), params, (x,))
+    return train_step(lambda p, x: out(p, x).mean(), params, (x,))
+
+
+def build_handwritten(cfg, kind, data, unroll=1):
+    xs = jnp.asarray(np.ascontiguousarray(data[0].transpose(1, 0, 2)))
+    m = snnx_model(cfg)
+    p = hw.linear_params(m.layers[0])
+    f = lambda p, xs: hw.scale_out(p, xs, TAU, unroll=unroll).mean()  # noqa: E731
+    if kind == "forward":
+        return forward_step(f, p, (xs,))
+    return train_step(f, p, (xs,))
