@@ -28,10 +28,16 @@ def _roundtrip(model, shape, tmp_path, **kw):
     return from_nir(path, dt=kw.pop("dt", 1.0), **kw), read
 
 
+@eqx.filter_jit
+def _run(model, xs):
+    # One compiled step-major scan; a model that comes back with the same structure reuses it.
+    return snnx.run(model, xs, mode="step", record=True)
+
+
 def _same(model, back, xs):
     """Identical outputs, and (for chains) identical outputs of every layer."""
-    a, _, ra = snnx.run(model, xs, record=True)
-    b, _, rb = snnx.run(back, xs, record=True)
+    a, _, ra = _run(model, xs)
+    b, _, rb = _run(back, xs)
     np.testing.assert_array_equal(A(a), A(b))
     if isinstance(model, snnx.Sequential) and len(ra) == len(rb):
         for x, y in zip(ra, rb):
@@ -125,6 +131,10 @@ def test_export_single_neuron_and_file_validates(tmp_path):
     assert set(read.nodes) == {"input", "0", "output"}
     assert A(read.nodes["0"].tau_mem).tolist() == [5.0] * 3
     assert A(read.nodes["input"].input_type["input"]).tolist() == [3]
+    assert read.metadata["dt"] == 0.5
+    with pytest.warns(UserWarning, match=r"exported by snnx from neurons with dt=0.5, but is "
+                                         r"imported with `dt=1.0`"):
+        from_nir(tmp_path / "n.nir", dt=1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +319,47 @@ def test_nir_pools_flatten_threshold(getkey):
 
 
 # ---------------------------------------------------------------------------------------------
+# The small layers NIR needs
+
+
+def test_integrator_closed_form_jit_vmap_grad(getkey):
+    # dv/dt = r I, v(0) = 0: v_k = dt r sum_{j<=k} x_j; d(sum_k v_k)/dx_j = dt r (T - j).
+    neuron = Integrator(jnp.array([2.0, -1.0]), dt=0.25)
+    xb = jax.random.normal(getkey(), (3, 7, 2))
+    ys, _ = eqx.filter_jit(jax.vmap(lambda x: snnx.run(neuron, x)))(xb)
+    np.testing.assert_allclose(A(ys), 0.25 * np.array([2.0, -1.0]) * np.cumsum(A(xb), 1),
+                               rtol=1e-5, atol=1e-6)
+    g = jax.grad(lambda x: jnp.sum(snnx.run(neuron, x)[0]))(xb[0])
+    np.testing.assert_allclose(A(g), 0.25 * np.array([2.0, -1.0]) * np.arange(7, 0, -1)[:, None],
+                               rtol=1e-6)
+    assert neuron.vector_field(0.0, neuron.init_state(2), jnp.ones(2)).v.tolist() == [2.0, -1.0]
+    with pytest.raises(ValueError, match="Integrator parameter `r` must be finite"):
+        Integrator(jnp.nan)
+
+
+def test_threshold_scale_sumpool_flatten():
+    th = Threshold(jnp.array([0.0, 1.0]))
+    x = jnp.array([0.5, 0.5])
+    assert th(x).tolist() == [1.0, 0.0]
+    g = jax.grad(lambda v: jnp.sum(th(v)))(x)  # FastSigmoid: 1/(1 + 25 |v - th|)^2
+    np.testing.assert_allclose(A(g), 1 / (1 + 25 * np.abs(A(x) - [0.0, 1.0])) ** 2, rtol=1e-5)
+    assert Scale(jnp.array([1.0, -2.0]))(x).tolist() == [0.5, -1.0]
+    y = SumPool2d(2, 1)(jnp.arange(9.0).reshape(1, 3, 3))
+    assert y.tolist() == [[[8.0, 12.0], [20.0, 24.0]]]
+    assert Flatten()(jnp.ones((2, 3, 4))).shape == (24,)
+    assert Flatten(1, 2)(jnp.ones((2, 3, 4))).shape == (2, 12)
+    assert Flatten(0, 1)(jnp.ones((2, 3, 4))).shape == (6, 4)
+    with pytest.raises(ValueError, match="SumPool2d needs an input of shape"):
+        SumPool2d(2)(jnp.ones((3, 3)))
+    with pytest.raises(ValueError, match="SumPool2d `kernel_size` must be an int >= 1"):
+        SumPool2d(0)
+    with pytest.raises(ValueError, match="Flatten `start_dim=2` comes after `end_dim=1`"):
+        Flatten(2, 1)(jnp.ones((2, 3, 4)))
+    with pytest.raises(TypeError, match="Threshold `surrogate` must be"):
+        Threshold(0.0, surrogate=lambda v: v)
+
+
+# ---------------------------------------------------------------------------------------------
 # Errors
 
 
@@ -356,8 +407,8 @@ def test_shape_mismatch_names_the_edge():
                "fc": nir.Linear(weight=np.ones((3, 4), np.float32)),
                "output": nir.Output(output_type=np.array([3]))},
         edges=[("input", "pool"), ("pool", "fc"), ("fc", "output")], type_check=False)
-    with pytest.raises(ValueError, match=r"node 'fc' cannot take the output of edge \('pool' -> "
-                                         r"'fc'\)"):
+    with pytest.raises(ValueError, match=r"node 'fc' \(Linear\) cannot take an input of shape "
+                                         r"\(2, 2, 2\) arriving on edge\(s\) \('pool' -> 'fc'\)"):
         from_nir(graph, dt=1.0)
 
 

@@ -1,6 +1,7 @@
 """NIR graph -> snnx model."""
 
 import os
+import warnings
 
 import equinox as eqx
 import jax
@@ -287,32 +288,19 @@ def _from_graph(graph, path, opt):
         for name, node in graph.nodes.items()
         if name not in (inp, out)
     }
-    model = _recurrent(graph, inp, out, layers)
-    if model is None:
-        order = _chain_order(graph, inp, out)
-        if order is not None:
-            model = Sequential([layers[n] for n in order])
-        else:
-            model = Graph(layers, graph.edges, input=inp, output=out)
+    general = Graph(layers, graph.edges, input=inp, output=out)
     if shape is not None:
-        _check_runs(model, graph, shape, path)
-    return model
-
-
-def _check_runs(model, graph, shape, path):
-    try:
-        model.init_state(shape)
-    except ValueError as e:
-        msg = str(e)
-        if isinstance(model, Sequential) and msg.startswith("Sequential layer "):
-            order = _chain_order(graph, *_io(graph, path)[:2])
-            i = int(msg.split()[2])
-            prev = "input" if i == 0 else order[i - 1]
-            msg = (
-                f"node {_join(path, order[i])!r} cannot take the output of edge "
-                f"({_join(path, prev)!r} -> {_join(path, order[i])!r}): {msg}"
-            )
-        raise ValueError(f"from_nir: {msg}") from e
+        # Propagating shapes through the general graph names the node and edge that fail.
+        try:
+            general.init_state(shape)
+        except ValueError as e:
+            where = f" (in subgraph {path!r})" if path else ""
+            raise ValueError(f"from_nir{where}: {e}") from e
+    model = _recurrent(graph, inp, out, layers)
+    if model is not None:
+        return model
+    order = _chain_order(graph, inp, out)
+    return general if order is None else Sequential([layers[n] for n in order])
 
 
 def from_nir(graph_or_path, *, dt, method=None, reset_mode=None, surrogate=None):
@@ -337,5 +325,14 @@ def from_nir(graph_or_path, *, dt, method=None, reset_mode=None, surrogate=None)
         raise TypeError(
             f"`graph_or_path` must be a `nir.NIRGraph`, a NIR node or the path of a .nir file, "
             f"got {type(graph_or_path).__name__}."
+        )
+    meta = getattr(graph, "metadata", None) or {}
+    written = meta.get("dt") if meta.get("source") in ("snnx", b"snnx") else None
+    if written is not None and not np.isclose(float(written), dt, rtol=1e-9, atol=0):
+        warnings.warn(
+            f"from_nir: this graph was exported by snnx from neurons with dt={float(written)}, "
+            f"but is imported with `dt={dt}`; its spikes will differ. Pass dt={float(written)} "
+            f"to reproduce them.",
+            stacklevel=3,
         )
     return _from_graph(graph, "", _Options(dt, method, reset_mode, surrogate))
