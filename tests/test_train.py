@@ -27,11 +27,16 @@ def _model(key=jax.random.key(0)):
                             eqx.nn.Linear(8, C, key=k2), snnx.LI(tau=3.0)])
 
 
+# One optimizer object for all fits: `fit` caches its compiled programs per (loss, optimizer),
+# so the tests below compile once per configuration instead of once per call.
+_OPT = optax.adam(5e-2)
+
+
 def _fit(model, data, **kw):
     kw.setdefault("epochs", 2)
     kw.setdefault("batch_size", 8)
     kw.setdefault("progress", False)
-    return train.fit(model, losses.ce_max_membrane, optax.adam(5e-2), data,
+    return train.fit(model, losses.ce_max_membrane, _OPT, data,
                      key=jax.random.key(1), **kw)
 
 
