@@ -34,4 +34,16 @@ from .train import (
     save_checkpoint as save_checkpoint,
 )
 
+from . import nir as nir
+from .layers import (
+    Delay as Delay,
+    Flatten as Flatten,
+    Graph as Graph,
+    Scale as Scale,
+    SumPool2d as SumPool2d,
+    Threshold as Threshold,
+)
+from .neurons import Integrator as Integrator
+from .nir import from_nir as from_nir, to_nir as to_nir
+
 __version__ = "0.1.0"

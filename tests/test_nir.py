@@ -198,6 +198,36 @@ def test_snntorch_synaptic_export_reproduces_its_recursion(getkey):
     np.testing.assert_array_equal(A(ys), np.stack(spks))
 
 
+def test_snntorch_leaky_and_norse_lifbox_exports_reproduce_their_recursions(getkey):
+    xs = np.asarray(jax.random.uniform(getkey(), (40, 3)), np.float32) * 0.4
+    # snnTorch Leaky(beta), dt = 1e-4: tau = dt/(1-beta), r = tau/dt; below threshold
+    # mem <- beta mem + x.
+    dt, beta = 1e-4, np.array([0.9, 0.8, 0.95], np.float32)
+    tau = dt / (1 - beta)
+    leaky = nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros(3), v_threshold=np.full(3, 1e6))
+    _, _, rec = snnx.run(from_nir(nir.NIRGraph.from_list(leaky), dt=dt), xs, record=True)
+    mem, want = np.zeros(3), []
+    for x in xs:
+        mem = beta * mem + x
+        want.append(mem)
+    np.testing.assert_allclose(A(rec[0].state.v), np.stack(want), rtol=1e-4, atol=1e-6)
+    # Norse LIFBoxCell, dt = 1e-3: tau = 1/tau_mem_inv, r = 1; v <- v + dt/tau (v_leak - v + x),
+    # spike where v > v_th, then v <- v_reset.
+    dt, tau_inv, v_leak, v_th, v_reset = 1e-3, 200.0, 0.1, 0.25, -0.05
+    ones = np.ones(3, np.float32)
+    lifbox = nir.LIF(tau=ones / tau_inv, r=ones, v_leak=v_leak * ones, v_threshold=v_th * ones,
+                     v_reset=v_reset * ones)
+    ys, _ = snnx.run(from_nir(nir.NIRGraph.from_list(lifbox), dt=dt), xs * 4)
+    v, want = np.full(3, v_leak), []
+    for x in xs * 4:
+        v = v + dt * tau_inv * ((v_leak - v) + x)
+        z = v > v_th
+        v = np.where(z, v_reset, v)
+        want.append(z)
+    assert 0 < np.sum(want) < np.size(want)
+    np.testing.assert_array_equal(A(ys), np.stack(want))
+
+
 def test_snntorch_rsynaptic_subgraph_is_recurrent(getkey):
     dt, n = 1e-4, 3
     alpha, beta = np.full(n, 0.6, np.float32), np.full(n, 0.8, np.float32)
