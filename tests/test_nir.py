@@ -418,6 +418,18 @@ def test_unsupported_nodes_raise_naming_them(getkey):
         to_nir(snnx.Sequential([conv]), (1, 4, 4))
 
 
+def test_bad_parameters_name_the_node():
+    bad = nir.NIRGraph.from_list(nir.LIF(tau=np.zeros(2), r=np.ones(2), v_leak=np.zeros(2),
+                                         v_threshold=np.ones(2)))
+    with pytest.raises(ValueError, match=r"NIR node 'lif' of type LIF: LIF parameter `tau` must "
+                                         r"be > 0"):
+        from_nir(bad, dt=1.0)
+    bad = nir.NIRGraph.from_list(nir.Delay(delay=np.array([1.0, -2.0])))
+    with pytest.raises(ValueError, match=r"NIR node 'delay' of type Delay: Delay `delay` must "
+                                         r"be >= 0"):
+        from_nir(bad, dt=1.0)
+
+
 def test_shape_mismatch_names_the_edge():
     graph = nir.NIRGraph(
         nodes={"input": nir.Input(input_type=np.array([3])),

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import nir
 import numpy as np
 
+from ..layers._util import is_stateful
 from ..layers.basic import Flatten, Scale, SumPool2d, Threshold
 from ..layers.delay import Delay
 from ..layers.graph import Graph
@@ -157,6 +158,15 @@ def _layer(node, path, opt):
     )
 
 
+def _convert(node, path, opt):
+    try:
+        return _layer(node, path, opt)
+    except (ValueError, TypeError) as e:
+        if str(e).startswith("from_nir"):
+            raise
+        raise type(e)(f"from_nir: NIR node {path!r} of type {type(node).__name__}: {e}") from e
+
+
 def _declared(types):
     if not types:
         return None
@@ -270,7 +280,7 @@ def _recurrent(graph, inp, out, layers):
     for n, w in (inner, inner[::-1]):
         if set(graph.edges) == {(inp, n), (n, w), (w, n), (n, out)} and isinstance(
             graph.nodes[w], nir.Linear
-        ) and not isinstance(graph.nodes[n], nir.NIRGraph):
+        ) and is_stateful(layers[n]) and not isinstance(layers[n], (Graph, Sequential)):
             weight = jnp.asarray(np.asarray(graph.nodes[w].weight, dtype=np.float32))
             size = weight.shape[0]
             if weight.shape != (size, size):
@@ -284,7 +294,7 @@ def _from_graph(graph, path, opt):
     inp, out, shape = _io(graph, path)
     _check_edge_types(graph, path)
     layers = {
-        name: _layer(node, _join(path, name), opt)
+        name: _convert(node, _join(path, name), opt)
         for name, node in graph.nodes.items()
         if name not in (inp, out)
     }
