@@ -122,6 +122,52 @@ def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
     return h, tuple(new_states), (tuple(records) if record else None)
 
 
+def _chunk_length(remat, length) -> int:
+    """The time-chunk length for `remat=k` (an int k > 1), else 0 (no chunking)."""
+    if isinstance(remat, bool) or not isinstance(remat, (int, np.integer)) or remat <= 1:
+        return 0
+    return int(remat) if int(remat) < length else 0
+
+
+def _layer_major_chunked(seq, xs, states, keys, *, unroll, chunk, record):
+    """Layer-major execution over time chunks of `chunk` steps, each chunk checkpointed.
+
+    Only the layer states at chunk boundaries are kept for the backward pass; a chunk's
+    activations (every layer's currents and spikes) are recomputed from them. Per-step remat
+    inside layer-major execution cannot do this: the currents between layers, `(T, ...)`
+    arrays, would still be stored. Each chunk still runs its stateless layers as one matmul
+    over `chunk` steps, so the speed stays close to plain layer-major execution.
+    """
+
+    def run_chunk(s, x_c, k_c):
+        h, s, recs = _layer_major(seq, x_c, s, k_c, unroll=unroll, remat=False, record=record)
+        return s, (h, recs)
+
+    def body(s, i):
+        # Slice the chunk out of the closed-over inputs: scanning over a reshaped
+        # `(n_chunks, chunk, ...)` copy would, under the user's `vmap`, also transpose (copy)
+        # the whole input, which at long T is the largest array of all.
+        start = i * chunk
+        x_c, k_c = jax.tree.map(
+            lambda a: jax.lax.dynamic_slice_in_dim(a, start, chunk), (xs, keys)
+        )
+        return run_chunk(s, x_c, k_c)
+
+    length = xs.shape[0]
+    n_chunks, rest = divmod(length, chunk)
+    states, out = jax.lax.scan(
+        jax.checkpoint(body, prevent_cse=False), states, jnp.arange(n_chunks)
+    )
+    ys, recs = jax.tree.map(lambda a: a.reshape((n_chunks * chunk,) + a.shape[2:]), out)
+    if rest:
+        tail_x, tail_k = jax.tree.map(lambda a: a[n_chunks * chunk:], (xs, keys))
+        states, (ys_t, recs_t) = run_chunk(states, tail_x, tail_k)
+        ys, recs = jax.tree.map(
+            lambda a, b: jnp.concatenate([a, b]), (ys, recs), (ys_t, recs_t)
+        )
+    return ys, states, recs
+
+
 def _step_major(model, xs, state, keys, *, unroll, remat, record):
     seq = isinstance(model, Sequential)
 
@@ -208,7 +254,10 @@ def run(
     - `unroll`: time steps per scan iteration; `None` picks `snnx.default_unroll()`.
     - `remat`: rematerialisation for long sequences: `True` checkpoints every step, an int `k`
         stores the state every `k` steps and recomputes in between. Saves memory in the
-        backward pass at the cost of recomputation.
+        backward pass at the cost of recomputation. In layer-major mode an int `k` runs the
+        whole stack over chunks of `k` steps and keeps only the states between chunks (the
+        big saving: the `(T, ...)` currents between layers are not stored); `True` there
+        saves only each neuron's per-step intermediates.
     - `record`: if True, also return every layer's outputs and states over time.
 
     **Returns:**
@@ -255,7 +304,11 @@ def run(
 
     if mode == "auto":
         mode = "layer" if isinstance(model, Sequential) else "step"
-    if mode == "layer" and isinstance(model, Sequential):
+    if mode == "layer" and isinstance(model, Sequential) and _chunk_length(remat, T):
+        ys, state, recs = _layer_major_chunked(
+            model, xs, state, keys, unroll=unroll, chunk=_chunk_length(remat, T), record=record
+        )
+    elif mode == "layer" and isinstance(model, Sequential):
         ys, state, recs = _layer_major(
             model, xs, state, keys, unroll=unroll, remat=remat, record=record
         )
