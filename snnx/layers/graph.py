@@ -303,3 +303,64 @@ class Graph(eqx.Module):
                 values[name] = call_stateless(layer, h, k)
         feedback = {s: values[s] for s in state.feedback}
         return values[self.output], GraphState(new_states, feedback)
+
+    def _layer_major(self, xs, state: GraphState, keys, scan_stateful, apply_stateless=None):
+        """Run a graph without feedback edges over a whole sequence, node after node.
+
+        Every stateless node sees all time steps at once (one large matmul), and each
+        stateful node is scanned on its own, as `snnx.run` does for `snnx.Sequential`.
+        Same numbers as stepping the graph: node `i` at step `t` gets
+        `split(keys[t], n_nodes)[i]`, as in `__call__`.
+
+        **Arguments:**
+
+        - `xs`: inputs with time first, `(T, *input_shape)`.
+        - `state`: from `init_state`.
+        - `keys`: `None` or one key per step, shape `(T,)`.
+        - `scan_stateful`: `(layer, xs, state, keys) -> (ys, state)`, scanning one stateful
+            layer over time (`snnx.run` passes its own, with `unroll` and `remat`).
+        - `apply_stateless`: `(layer, xs, keys) -> ys`, one stateless layer on all steps;
+            default `jax.vmap` over time (`snnx.run` may pass its faster paths).
+
+        **Returns:**
+
+        `(outputs, final_state)`.
+        """
+        if self.feedback_edges:
+            raise ValueError(
+                f"A graph with feedback edges {_fmt(self.feedback_edges)} must run step-major "
+                f"(`snnx.run(..., mode='step')`): each step needs the previous step's output."
+            )
+        names = [n for n in self.order if n not in (self.input, self.output)]
+        node_keys = None
+        if keys is not None:
+            node_keys = jax.vmap(lambda k: jax.random.split(k, len(names)))(keys)
+        values = {self.input: xs}
+        new_states = dict(state.nodes)
+        for name in self.order:
+            if name == self.input:
+                continue
+            fwd, _ = self._incoming(name)
+            h = values[fwd[0][0]]
+            for s, _ in fwd[1:]:
+                h = h + values[s]
+            if name == self.output:
+                values[name] = h
+                continue
+            layer = self.nodes[name]
+            k = None if node_keys is None else node_keys[:, names.index(name)]
+            if isinstance(layer, Graph) and not layer.feedback_edges:
+                values[name], new_states[name] = layer._layer_major(
+                    h, state.nodes[name], k, scan_stateful, apply_stateless
+                )
+            elif is_stateful(layer):
+                values[name], new_states[name] = scan_stateful(layer, h, state.nodes[name], k)
+            elif apply_stateless is not None:
+                values[name] = apply_stateless(layer, h, k)
+            elif k is None:
+                values[name] = jax.vmap(lambda x, lay=layer: call_stateless(lay, x, None))(h)
+            else:
+                values[name] = jax.vmap(
+                    lambda x, kk, lay=layer: call_stateless(lay, x, kk)
+                )(h, k)
+        return values[self.output], GraphState(new_states, state.feedback)
