@@ -31,6 +31,9 @@ def test_delays_in_time_units_round_to_steps(getkey):
     with pytest.warns(UserWarning, match=r"not whole multiples of `dt=0.0001`"):
         delay = Delay(np.array([0.2e-3, 0.36e-3, 0.04e-3]), dt=1e-4)
     assert np.asarray(delay.steps).tolist() == [2, 4, 0]
+    np.testing.assert_allclose(np.asarray(delay.delay), [2e-4, 4e-4, 0.0])  # as simulated
+    # Nothing to learn: an optimiser sees no leaves (delays are whole steps).
+    assert jax.tree.leaves(eqx.filter(delay, snnx.trainable_spec(delay))) == []
     xs = np.asarray(jax.random.normal(getkey(), (9, 3)))
     ys, _ = snnx.run(delay, xs)
     np.testing.assert_array_equal(np.asarray(ys), _shifted(xs, [2, 4, 0]))

@@ -132,6 +132,10 @@ def test_export_single_neuron_and_file_validates(tmp_path):
     assert A(read.nodes["0"].tau_mem).tolist() == [5.0] * 3
     assert A(read.nodes["input"].input_type["input"]).tolist() == [3]
     assert read.metadata["dt"] == 0.5
+    # A delay is exported as simulated: whole steps times dt.
+    with pytest.warns(UserWarning, match="not whole multiples"):
+        delay = Delay(np.array([0.36, 0.5]), dt=0.25)
+    np.testing.assert_allclose(to_nir(delay, 2).nodes["0"].delay, [0.25, 0.5])
     with pytest.warns(UserWarning, match=r"exported by snnx from neurons with dt=0.5, but is "
                                          r"imported with `dt=1.0`"):
         from_nir(tmp_path / "n.nir", dt=1.0)

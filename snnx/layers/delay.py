@@ -44,7 +44,6 @@ class Delay(eqx.Module):
     `ValueError` if a delay is negative or not finite.
     """
 
-    delay: Float[Array, "*shape"]
     steps: Int[Array, "*shape"]
     max_steps: int = eqx.field(static=True)
     dt: float = eqx.field(static=True)
@@ -69,10 +68,14 @@ class Delay(eqx.Module):
                 f"a `dt` that divides the delays to keep them exact.",
                 stacklevel=2,
             )
-        self.delay = jnp.asarray(d, dtype=float)
         self.steps = jnp.asarray(steps)
         self.max_steps = int(steps.max()) if steps.size else 0
         self.dt = dt
+
+    @property
+    def delay(self) -> Array:
+        """The delays as simulated, in time units: `steps * dt` (exported to NIR)."""
+        return self.steps * self.dt
 
     def init_state(self, shape, dtype=jnp.float32) -> DelayState:
         """A silent buffer for inputs of per-step `shape`.

@@ -29,7 +29,8 @@ step, held constant over it; an input spike is a value of 1 for one step):
 2. `"euler"`: $i \leftarrow i + \frac{dt}{\tau_s}(w_\text{in} x - i)$, then
     $v \leftarrow v + \frac{dt}{\tau_m}(v_\text{leak} - v + r\, i)$ with the **new** $i$;
     `"exact"`: the exact solution of both linear ODEs over the step.
-3. A warning says when a delay is not a whole multiple of `dt`.
+3. A warning says when a delay is not a whole multiple of `dt`; `to_nir` writes the delay
+    as simulated, `steps * dt`.
 4. PyTorch conventions: weight `(out, in/groups, *kernel)`, zero padding on both sides,
     `'same'` puts the odd extra zero at the end; average pooling counts padded zeros.
 5. A chain becomes `snnx.Sequential` (run layer-major), a neuron with a `Linear` feedback edge
