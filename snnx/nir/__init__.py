@@ -53,10 +53,12 @@ trip is exact), else to `method="euler"` (what every exporter below assumes) and
     exactly; snnTorch subtracts the threshold one step after a spike (from the stored
     membrane) where snnx resets within the step, so membranes differ after the first spike.
 - **Norse** writes $\tau = 1/\tau^{-1}$, $r = 1$, in seconds (its default `dt = 1e-3`):
-    `LIFBoxCell`, `LIBoxCell`, `IAFCell` are reproduced with `method="euler"`,
-    `reset_mode="to_value"`. Norse's `LIFCell` (a `CubaLIF` with $w_\text{in} = 1$) adds its
-    input to the current unscaled and drives the membrane with the previous current; snnx
-    follows the NIR equation instead, so those membranes differ.
+    `LIFBoxCell` and `LIBoxCell` are reproduced with `method="euler"`,
+    `reset_mode="to_value"`. Norse's `IAFCell` (exported as `IF` with $r = 1$) adds its
+    input unscaled, $v \leftarrow v + x$, which is NIR's `IF` only when $dt\, r = 1$; its
+    `LIFCell` (a `CubaLIF` with $w_\text{in} = 1$) adds its input to the current unscaled and
+    drives the membrane with the previous current. snnx follows the NIR equations, so for
+    those two cells the membranes differ from Norse's.
 - **Spyx** (default `dt = 1`) writes $\tau = dt/(1-\beta)$ with $r = \beta$ and ignores `r`
     on import; set `r` to $\tau/dt$ after import to get Spyx's $v \leftarrow \beta v + x$.
 
