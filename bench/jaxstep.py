@@ -2,7 +2,6 @@
 
 import jax
 import optax
-
 from common import jax_peak_bytes
 
 

@@ -18,7 +18,8 @@ def targets(rows):
         s, h = get(w, "train", "snnx"), get(w, "train", "handwritten")
         if s and h:
             r = s["median_ms"] / h["median_ms"]
-            out.append((f"({w}) train step snnx / hand-written = {r:.2f} (target <= 1.1)", r <= 1.1))
+            out.append((f"({w}) train step snnx / hand-written = {r:.2f} (target <= 1.1)",
+                        r <= 1.1))
     s = get("a", "train", "snnx")
     for lib, want in (("spyx", 2.0), ("jaxpike", 2.0), ("snntorch", 4.0)):
         p = get("a", "train", lib)
@@ -59,7 +60,8 @@ def write_markdown(info, notes, rows, path):
         "fresh process for torch. `x ref` is the ratio to the row group's reference "
         "(hand-written JAX unless named); `snnx faster` is peer time / snnx time.",
         "",
-        "| workload | step | library | median ms | IQR ms | peak MiB | x ref | snnx faster | note |",
+        "| workload | step | library | median ms | IQR ms | peak MiB | x ref | snnx faster "
+        "| note |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:

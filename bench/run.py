@@ -169,25 +169,25 @@ def run_sparse(res, q):
     import equinox as eqx
     import jax
     import jax.numpy as jnp
-
     from jaxstep import forward_step
-    from snnx.layers.sparse import SparseLinear
     from workloads import shd
+
+    from snnx.layers.sparse import SparseLinear
 
     cfg = shd.config()
     data = shd.make_data(cfg)
     x = jnp.asarray(data[0])
     lin = shd.snnx_model(cfg).layers[0]
     sp = SparseLinear.from_linear(lin)
-    dense_y = jax.jit(lambda l, x: jax.vmap(jax.vmap(l))(x))(lin, x)
-    sparse_y = jax.jit(lambda l, x: jax.vmap(l)(x))(sp, x)
+    dense_y = jax.jit(lambda lyr, x: jax.vmap(jax.vmap(lyr))(x))(lin, x)
+    sparse_y = jax.jit(lambda lyr, x: jax.vmap(lyr)(x))(sp, x)
     res.notes.append("sparse input projection: max |SparseLinear - Linear| = "
                      f"{float(jnp.max(jnp.abs(dense_y - sparse_y))):.2e} at density "
                      f"{float(x.mean()):.3f}")
     layer = {
-        "dense Linear": lambda c, k, d: forward_step(lambda l, x: x @ l.weight.T + l.bias, lin,
-                                                     (x,)),
-        "SparseLinear": lambda c, k, d: forward_step(lambda l, x: jax.vmap(l)(x), sp, (x,)),
+        "dense Linear": lambda c, k, d: forward_step(
+            lambda lyr, x: x @ lyr.weight.T + lyr.bias, lin, (x,)),
+        "SparseLinear": lambda c, k, d: forward_step(lambda lyr, x: jax.vmap(lyr)(x), sp, (x,)),
     }
     _group(res, "a-proj", "forward", layer, cfg, data, q["rounds"], q["per_round"],
            ref="dense Linear")
@@ -282,19 +282,22 @@ def inner(args):
     info["machine"]["loadavg_end"] = os.getloadavg()
     info["wall_s"] = time.time() - t0
     info["backend"] = jax.default_backend()
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "results.json"), "w") as f:
+    out_dir = os.path.abspath(args.out)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"info": info, "notes": res.notes, "rows": res.rows}, f, indent=1)
     from report import write_markdown
 
-    write_markdown(info, res.notes, res.rows, os.path.join(HERE, "results", "results.md"))
-    print(open(os.path.join(HERE, "results", "results.md")).read())
+    write_markdown(info, res.notes, res.rows, os.path.join(out_dir, "results.md"))
+    print(open(os.path.join(out_dir, "results.md")).read())
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few minutes: fewer repeats")
     ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(STEPS)}")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"),
+                    help="folder for results.json and results.md (default bench/results)")
     ap.add_argument("--no-setup", action="store_true", help="use the current interpreter")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -113,9 +113,9 @@ def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
             elif isinstance(layer, SparseLinear):
                 h = layer(h)  # takes all steps at once
             elif k_i is None:
-                h = jax.vmap(lambda x, l=layer: call_stateless(l, x, None))(h)
+                h = jax.vmap(lambda x, lyr=layer: call_stateless(lyr, x, None))(h)
             else:
-                h = jax.vmap(lambda x, k, l=layer: call_stateless(l, x, k))(h, k_i)
+                h = jax.vmap(lambda x, k, lyr=layer: call_stateless(lyr, x, k))(h, k_i)
             rec = LayerRecord(h, None) if record else None
         new_states.append(s)
         records.append(rec)

@@ -12,7 +12,6 @@ import math
 import jax
 import jax.numpy as jnp
 import optax
-
 from common import jax_peak_bytes
 
 TAU = 10.0

@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from common import max_rss_bytes, summarise  # noqa: E402
 
 TAU = 10.0

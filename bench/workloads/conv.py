@@ -4,12 +4,11 @@ T=30, batch 32, 10% input density; cross-entropy on output spike counts; Adam.
 """
 
 import equinox as eqx
+import handwritten as hw
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-import handwritten as hw
 from jaxstep import forward_step, train_step
 
 NAME = "c_conv"

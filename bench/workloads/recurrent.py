@@ -1,12 +1,11 @@
 """(b) recurrent: 700 -> 256 recurrent LIF -> 20 LI, T=250, batch 32, 3% input density."""
 
 import equinox as eqx
+import handwritten as hw
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-import handwritten as hw
 from jaxstep import forward_step, train_step
 
 NAME = "b_recurrent"
@@ -75,5 +74,6 @@ def check_equal(cfg, data):
     x, _ = data
     m = snnx_model(cfg)
     a = jax.jit(lambda x: jax.vmap(lambda xi: snnx.run(m, xi)[0])(x).max(axis=1))(jnp.asarray(x))
-    b = jax.jit(lambda xs: hw.rec_logits(hw_params(cfg), xs, TAU))(jnp.asarray(x.transpose(1, 0, 2)))
+    xs = jnp.asarray(x.transpose(1, 0, 2))
+    b = jax.jit(lambda xs: hw.rec_logits(hw_params(cfg), xs, TAU))(xs)
     return float(jnp.max(jnp.abs(a - b)))

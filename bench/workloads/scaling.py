@@ -5,11 +5,10 @@ stand-in: the point is the cost of the step). Input: 3% spikes.
 """
 
 import equinox as eqx
+import handwritten as hw
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import handwritten as hw
 from jaxstep import forward_step, train_step
 
 NAME = "d_scaling"

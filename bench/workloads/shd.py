@@ -6,12 +6,11 @@ hand-written reference gets the same spikes time-major.
 """
 
 import equinox as eqx
+import handwritten as hw
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-import handwritten as hw
 from jaxstep import forward_step, train_step
 
 NAME = "a_shd_ff"
