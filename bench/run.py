@@ -245,6 +245,8 @@ def inner(args):
     q = dict(rounds=10, per_round=3, torch_rounds=10, remat_rounds=5, d_sizes=(1024, 4096))
     if args.quick:
         q = dict(rounds=4, per_round=2, torch_rounds=3, remat_rounds=2, d_sizes=(1024,))
+    if args.rounds:
+        q.update(rounds=args.rounds, torch_rounds=args.rounds * 2)
     only = set(args.only.split(",")) if args.only else set(STEPS)
     res = Results()
     info = {"machine": machine(), "versions": versions(), "quick": args.quick,
@@ -298,6 +300,7 @@ def main():
     ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(STEPS)}")
     ap.add_argument("--out", default=os.path.join(HERE, "results"),
                     help="folder for results.json and results.md (default bench/results)")
+    ap.add_argument("--rounds", type=int, default=0, help="override the number of rounds")
     ap.add_argument("--no-setup", action="store_true", help="use the current interpreter")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -25,6 +25,7 @@ gauss = snnx.spikes.Custom(lambda x: jnp.exp(-x**2 / 2) / jnp.sqrt(2 * jnp.pi))
 """
 
 import abc
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -120,7 +121,34 @@ class AbstractSurrogate(eqx.Module):
         """
         del key
         x = jnp.asarray(x)
-        return heaviside(x, self.derivative(x))
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(
+                f"`x` must be a floating-point array to carry a surrogate gradient, got dtype "
+                f"{x.dtype}; convert it with `x.astype(jnp.float32)`."
+            )
+        # Trace the slope abstractly now (no compute) so a bad custom derivative is reported
+        # at the call, not only when a gradient is first taken.
+        jax.eval_shape(self.derivative, x)
+        leaves, treedef = jax.tree.flatten(self)
+        return _surrogate_step(treedef, x, *leaves)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _surrogate_step(treedef, x, *leaves):
+    # Same as `heaviside(x, surrogate.derivative(x))`, but the slope is only computed when a
+    # derivative is taken (in the JVP rule), not in every forward pass: inference and the
+    # primal part of a training step skip it.
+    del treedef, leaves
+    return (x > 0).astype(x.dtype)
+
+
+@_surrogate_step.defjvp
+def _surrogate_step_jvp(treedef, primals, tangents):
+    x, *leaves = primals
+    x_dot = tangents[0]
+    surrogate = jax.tree.unflatten(treedef, leaves)
+    derivative = jax.lax.stop_gradient(jnp.broadcast_to(surrogate.derivative(x), x.shape))
+    return _surrogate_step(treedef, x, *leaves), derivative.astype(x.dtype) * x_dot
 
 
 class FastSigmoid(AbstractSurrogate):
