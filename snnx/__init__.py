@@ -45,5 +45,6 @@ from .layers import (
 )
 from .neurons import Integrator as Integrator
 from .nir import from_nir as from_nir, to_nir as to_nir
+from .layers.sparse import SparseLinear as SparseLinear
 
 __version__ = "0.1.0"
