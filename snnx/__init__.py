@@ -4,13 +4,30 @@ Neurons and layers are immutable `equinox.Module` PyTrees with explicit state; `
 threads that state through a compiled `lax.scan`.
 """
 
-from . import layers as layers, neurons as neurons, spikes as spikes
+from . import (
+    encoders as encoders,
+    layers as layers,
+    losses as losses,
+    metrics as metrics,
+    neurons as neurons,
+    nir as nir,
+    plot as plot,
+    spikes as spikes,
+    train as train,
+)
 from .layers import (
+    Delay as Delay,
+    Flatten as Flatten,
+    Graph as Graph,
     LayerRecord as LayerRecord,
     Recurrent as Recurrent,
     RecurrentState as RecurrentState,
+    Scale as Scale,
     Sequential as Sequential,
+    SumPool2d as SumPool2d,
+    Threshold as Threshold,
 )
+from .layers.sparse import SparseLinear as SparseLinear
 from .neurons import (
     ALIF as ALIF,
     IF as IF,
@@ -20,12 +37,12 @@ from .neurons import (
     AdEx as AdEx,
     CuBaLI as CuBaLI,
     CuBaLIF as CuBaLIF,
+    Integrator as Integrator,
     Izhikevich as Izhikevich,
     trainable_spec as trainable_spec,
 )
+from .nir import from_nir as from_nir, to_nir as to_nir
 from .run import default_unroll as default_unroll, run as run
-from . import encoders as encoders, losses as losses, metrics as metrics, plot as plot
-from . import train as train
 from .train import (
     evaluate as evaluate,
     fit as fit,
@@ -33,18 +50,5 @@ from .train import (
     make_step as make_step,
     save_checkpoint as save_checkpoint,
 )
-
-from . import nir as nir
-from .layers import (
-    Delay as Delay,
-    Flatten as Flatten,
-    Graph as Graph,
-    Scale as Scale,
-    SumPool2d as SumPool2d,
-    Threshold as Threshold,
-)
-from .neurons import Integrator as Integrator
-from .nir import from_nir as from_nir, to_nir as to_nir
-from .layers.sparse import SparseLinear as SparseLinear
 
 __version__ = "0.1.0"
