@@ -20,9 +20,9 @@ def interleaved(fns: dict, *, warmup: int = 2, rounds: int = 10, per_round: int 
     """Time several zero-argument step functions, interleaved round by round.
 
     Every function is called `warmup` times first (compilation), then `rounds` rounds in which
-    each function runs `per_round` times back to back; each call is timed on its own. Running
-    the contenders in alternation means a burst of load from other processes on a shared
-    machine hits all of them alike.
+    each function runs once untimed and then `per_round` times back to back, each call timed
+    on its own; the order rotates from round to round. Running the contenders in alternation
+    means a burst of load from other processes on a shared machine hits all of them alike.
 
     **Returns:** `{name: {"median_ms", "q1_ms", "q3_ms", "iqr_ms", "n", "compile_s"}}`.
     """
@@ -33,13 +33,19 @@ def interleaved(fns: dict, *, warmup: int = 2, rounds: int = 10, per_round: int 
             block(fn())
         compile_s[name] = time.perf_counter() - t0
     samples = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(rounds):
+        gc.collect()
+        # Rotate who goes first, and give every block one untimed call: the first call after
+        # another contender ran finds cold caches and reallocated buffers, which otherwise
+        # always penalised whoever came first in a round.
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = fns[name]
+            block(fn())
             for _ in range(per_round):
                 t0 = time.perf_counter()
                 block(fn())
                 samples[name].append((time.perf_counter() - t0) * 1e3)
-        gc.collect()
     return {name: summarise(s, compile_s[name]) for name, s in samples.items()}
 
 

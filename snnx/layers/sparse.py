@@ -89,8 +89,8 @@ class SparseLinear(eqx.Module):
     `snnx.run` it sees all time steps of a sample at once.
 
     ```python
-    first = snnx.layers.SparseLinear(700, 128, key=key)
-    first = snnx.layers.SparseLinear.from_linear(linear)     # same weights as `linear`
+    first = snnx.SparseLinear(700, 128, key=key)
+    first = snnx.SparseLinear.from_linear(linear)     # same weights as `linear`
     ```
 
     Whether it beats the dense matmul depends on the backend and the density: see
