@@ -151,7 +151,8 @@ def run_a(res, q):
     cfg = shd.config()
     data = shd.make_data(cfg)
     res.notes.append(f"(a) max |snnx - hand-written| logits: {shd.check_equal(cfg, data):.2e}")
-    builders = {"snnx": shd.build_snnx, "handwritten": shd.build_handwritten,
+    builders = {"snnx": shd.build_snnx, "snnx (time-major vmap)": shd.build_snnx_time_major,
+                "handwritten": shd.build_handwritten,
                 "spyx": jax_peers.build_spyx_a, "jaxpike": jax_peers.build_jaxpike_a}
     for kind in ("train", "forward"):
         rows = _group(res, "a", kind, builders, cfg, data, q["rounds"], q["per_round"])

@@ -95,3 +95,26 @@ def check_equal(cfg, data):
     b = jax.jit(lambda p, xs: hw.ff_logits(p, xs, TAU))(hw_params(cfg),
                                                         jnp.asarray(x.transpose(1, 0, 2)))
     return float(jnp.max(jnp.abs(a - b)))
+
+
+def build_snnx_time_major(cfg, kind, data):
+    """snnx with time-major data, batched by `jax.vmap(..., in_axes=1, out_axes=1)`.
+
+    Same model and numbers; the batch axis then already sits where `lax.scan` under `vmap`
+    puts it, so no layout copy of the first layer's current is needed.
+    """
+    import snnx
+
+    model = snnx_model(cfg)
+    params, static = eqx.partition(model, snnx.trainable_spec(model))
+
+    def logits(p, xs):
+        m = eqx.combine(p, static)
+        out, _ = jax.vmap(lambda xi: snnx.run(m, xi), in_axes=1, out_axes=1)(xs)
+        return out.max(axis=0)
+
+    x, y = data
+    xs = jnp.asarray(np.ascontiguousarray(x.transpose(1, 0, 2)))
+    if kind == "forward":
+        return forward_step(logits, params, (xs,))
+    return train_step(lambda p, xs, y: _xent(logits(p, xs), y), params, (xs, jnp.asarray(y)))
