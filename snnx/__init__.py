@@ -24,10 +24,10 @@ from .layers import (
     RecurrentState as RecurrentState,
     Scale as Scale,
     Sequential as Sequential,
+    SparseLinear as SparseLinear,
     SumPool2d as SumPool2d,
     Threshold as Threshold,
 )
-from .layers.sparse import SparseLinear as SparseLinear
 from .neurons import (
     ALIF as ALIF,
     IF as IF,

@@ -1,5 +1,6 @@
 """`snnx.run`: a whole sequence through a model, layer-major or step-major."""
 
+import math
 from typing import Literal
 
 import equinox as eqx
@@ -123,7 +124,13 @@ def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
 
 
 def _chunk_length(remat, length) -> int:
-    """The time-chunk length for `remat=k` (an int k > 1), else 0 (no chunking)."""
+    """The time-chunk length for layer-major remat, or 0 for no chunking.
+
+    An int `k > 1` is taken as given; `True` picks `ceil(sqrt(T))`, the chunk length that
+    minimises stored chunk-boundary states plus one recomputed chunk (~2 sqrt(T) steps).
+    """
+    if remat is True:
+        return math.ceil(math.sqrt(length)) if length >= 4 else 0
     if isinstance(remat, bool) or not isinstance(remat, (int, np.integer)) or remat <= 1:
         return 0
     return int(remat) if int(remat) < length else 0
@@ -256,8 +263,9 @@ def run(
         stores the state every `k` steps and recomputes in between. Saves memory in the
         backward pass at the cost of recomputation. In layer-major mode an int `k` runs the
         whole stack over chunks of `k` steps and keeps only the states between chunks (the
-        big saving: the `(T, ...)` currents between layers are not stored); `True` there
-        saves only each neuron's per-step intermediates.
+        big saving: the `(T, ...)` currents between layers are not stored), and `True` picks
+        `k = ceil(sqrt(T))`. At T=2000 on an SHD-shaped network this needs 0.44x the memory
+        at no extra time (bench/).
     - `record`: if True, also return every layer's outputs and states over time.
 
     **Returns:**

@@ -11,3 +11,4 @@ from .delay import Delay as Delay, DelayState as DelayState
 from .graph import Graph as Graph, GraphState as GraphState
 from .recurrent import Recurrent as Recurrent, RecurrentState as RecurrentState
 from .sequential import LayerRecord as LayerRecord, Sequential as Sequential
+from .sparse import SparseLinear as SparseLinear
