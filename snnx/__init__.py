@@ -11,6 +11,7 @@ from . import (
     metrics as metrics,
     neurons as neurons,
     nir as nir,
+    ode as ode,
     plot as plot,
     spikes as spikes,
     train as train,
