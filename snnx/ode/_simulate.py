@@ -3,6 +3,7 @@
 from typing import NamedTuple
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
@@ -240,14 +241,6 @@ def simulate(
                     f"The fixed-step solver {type(solver).__name__} needs `dt0`, the step size."
                 )
             stepsize_controller = diffrax.ConstantStepSize()
-    if isinstance(current, tuple) and adaptive and not isinstance(
-        stepsize_controller, (diffrax.ConstantStepSize, diffrax.ClipStepSizeController)
-    ):
-        # Step exactly to the switching times of a piecewise-constant current: an adaptive
-        # step across a discontinuity loses the solver's order.
-        stepsize_controller = diffrax.ClipStepSizeController(
-            stepsize_controller, jump_ts=jnp.asarray(current[0], float)
-        )
     if input_spikes is None:
         in_times = jnp.full((1,), jnp.inf)
         in_weights = jnp.zeros((1,) + pop_shape)
@@ -266,11 +259,22 @@ def simulate(
         in_weights = jnp.concatenate([in_weights, jnp.zeros((grid.shape[0],) + pop_shape)])
         order = jnp.argsort(in_times)
         in_times, in_weights = in_times[order], in_weights[order]
+    return _simulate_core(
+        neuron, x_fn, state0, in_times, in_weights, jnp.asarray(t0, float),
+        jnp.asarray(t1, float), solver, stepsize_controller, dt0, max_steps, root_tol,
+        max_spikes, None if save_ts is None else jnp.asarray(save_ts, float), pop_shape, n,
+    )
+
+
+@eqx.filter_jit
+def _simulate_core(neuron, x_fn, state0, in_times, in_weights, t0, t1, solver,
+                   stepsize_controller, dt0, max_steps, root_tol, max_spikes, save_ts,
+                   pop_shape, n):
     root_finder = optx.Newton(rtol=root_tol, atol=root_tol)
-    advance = _make_advance(neuron, x_fn, in_times, in_weights, jnp.asarray(t1, float), solver,
+    advance = _make_advance(neuron, x_fn, in_times, in_weights, t1, solver,
                             stepsize_controller, dt0, max_steps, root_finder)
     n_events = max_spikes + in_times.shape[0]
-    start = _Carry(jnp.asarray(t0, float), state0, jnp.array(0), jnp.array(False))
+    start = _Carry(t0, state0, jnp.array(0), jnp.array(False))
 
     def body(c, _):
         new, (spiked, t, idx) = advance(c)
@@ -298,7 +302,7 @@ def simulate(
     final_state = end.state
     ts_out, states_out = None, None
     if save_ts is not None:
-        ts_out = jnp.asarray(save_ts, float)
+        ts_out = save_ts
         states_out = _traces(neuron, x_fn, solver, stepsize_controller, dt0, max_steps, start,
                              t_after, s_after, ts_out)
     return Solution(
