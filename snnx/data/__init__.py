@@ -5,3 +5,4 @@ from .packing import (
     pack_spikes as pack_spikes,
     unpack_spikes as unpack_spikes,
 )
+from .shd import BinningInfo as BinningInfo, bin_events as bin_events, load_shd as load_shd

@@ -71,7 +71,11 @@ class PackedSpikes(eqx.Module):
     bits: UInt8[Array, "n packed_t *shape"]
     length: int = eqx.field(static=True)
 
-    def __init__(self, spikes: ArrayLike, *, device=None):
+    def __init__(self, spikes: ArrayLike | None = None, *, device=None, _bits=None, _length=None):
+        if _bits is not None:
+            self.bits = jax.device_put(jnp.asarray(_bits, jnp.uint8), device)
+            self.length = int(_length)
+            return
         arr = np.asarray(spikes)
         if arr.ndim < 2:
             raise ValueError(
@@ -80,6 +84,24 @@ class PackedSpikes(eqx.Module):
             )
         self.length = int(arr.shape[1])
         self.bits = jax.device_put(pack_spikes(arr, axis=1), device)
+
+    @classmethod
+    def from_bits(cls, bits: ArrayLike, length: int, *, device=None) -> "PackedSpikes":
+        """Wrap already-packed bits (e.g. from a cache) of `length` time steps.
+
+        **Arguments:**
+
+        - `bits`: `uint8` array `(N, ceil(length / 8), *shape)` from `pack_spikes(..., axis=1)`.
+        - `length`: the number of time steps.
+        - `device`: where to place the bits.
+        """
+        bits = np.asarray(bits)
+        if bits.dtype != np.uint8 or bits.ndim < 2 or bits.shape[1] != -(-int(length) // 8):
+            raise ValueError(
+                f"`bits` must be uint8 of shape (N, ceil(length/8)={-(-int(length) // 8)}, ...), "
+                f"got {bits.dtype} {bits.shape}."
+            )
+        return cls(device=device, _bits=bits, _length=length)
 
     def __len__(self) -> int:
         return int(self.bits.shape[0])
