@@ -1,5 +1,6 @@
 """Data: bit-packed on-device spike storage, dataset loaders and batching."""
 
+from .nmnist import bin_frames as bin_frames, load_nmnist as load_nmnist, read_events as read_events
 from .packing import (
     PackedSpikes as PackedSpikes,
     pack_spikes as pack_spikes,
