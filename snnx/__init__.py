@@ -6,6 +6,7 @@ threads that state through a compiled `lax.scan`.
 
 from . import (
     encoders as encoders,
+    events as events,
     layers as layers,
     losses as losses,
     metrics as metrics,
@@ -16,6 +17,7 @@ from . import (
     spikes as spikes,
     train as train,
 )
+from .events import SpikeEvents as SpikeEvents
 from .layers import (
     Delay as Delay,
     Flatten as Flatten,

@@ -4,6 +4,7 @@ Data lives on the device. `fit` takes `train_data=(xs, ys)` where `xs` is
 
 - a dense array of shape `(N, T, *input_shape)` (time second: sample, time, features), or
 - an `snnx.data.PackedSpikes` (bit-packed along time), unpacked inside the compiled step,
+- an `snnx.SpikeEvents` (event table), projected event by event by the first layer,
 
 and `ys` are integer class labels `(N,)` (or float targets `(N, classes)` for losses such as
 `snnx.losses.mse_count`). Each epoch is shuffled on the device with a key; batches are
@@ -26,6 +27,7 @@ from jaxtyping import PRNGKeyArray, PyTree
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.packing import PackedSpikes, unpack_spikes
+from .events import SpikeEvents
 from .layers._util import is_stateful
 from .metrics import predictor_for
 from .neurons import trainable_spec
@@ -42,12 +44,18 @@ def _check_data(data, name: str):
     """Validate `(xs, ys)` on the host; return `(xs, ys, n, T, step_shape)` on the device."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(
-            f"`{name}` must be a pair `(xs, ys)`: inputs `(N, T, *input_shape)` (an array or "
-            f"`snnx.data.PackedSpikes`) and labels `(N,)`; got {type(data).__name__}."
+            f"`{name}` must be a pair `(xs, ys)`: inputs `(N, T, *input_shape)` (an array, "
+            f"`snnx.data.PackedSpikes` or `snnx.SpikeEvents`) and labels `(N,)`; got "
+            f"{type(data).__name__}."
         )
     xs, ys = data
-    if isinstance(xs, PackedSpikes):
+    if isinstance(xs, (PackedSpikes, SpikeEvents)):
         shape = xs.shape
+        if len(shape) < 3:
+            raise ValueError(
+                f"`{name}` inputs must have shape (N, T, *input_shape) with a sample and a time "
+                f"axis, got {shape}."
+            )
     else:
         xs = jnp.asarray(xs)
         shape = xs.shape
@@ -106,6 +114,8 @@ def _gather(xs, idx):
     """Batch `idx` of the dataset, dense float32 `(B, T, *shape)`; runs inside `jit`."""
     if isinstance(xs, PackedSpikes):
         return unpack_spikes(xs.bits[idx], xs.length, axis=1)
+    if isinstance(xs, SpikeEvents):
+        return xs[idx]  # stays an event table: `run` projects it event by event
     xb = xs[idx]
     return xb if xb.dtype == jnp.float32 else xb.astype(jnp.float32)
 
@@ -265,7 +275,8 @@ def make_step(
         return model, opt_state, info
 
     def step(model, opt_state, xb, yb, *, key=None, weights=None):
-        xb = jnp.asarray(xb)
+        if not isinstance(xb, SpikeEvents):
+            xb = jnp.asarray(xb)
         if xb.ndim < 3:
             raise ValueError(
                 f"`xb` must be a batch of shape (batch, time, *input_shape), got {xb.shape}."
@@ -275,7 +286,7 @@ def make_step(
             raise ValueError(
                 f"`yb` has {yb.shape[:1]} labels for a batch of {xb.shape[0]} inputs."
             )
-        if not jnp.issubdtype(xb.dtype, jnp.floating):
+        if not isinstance(xb, SpikeEvents) and not jnp.issubdtype(xb.dtype, jnp.floating):
             xb = xb.astype(jnp.float32)
         return _step(model, opt_state, xb, yb, weights, key)
 
@@ -490,8 +501,9 @@ def fit(
     - `loss`: `loss(outputs, labels) -> scalar`, `outputs` of shape `(batch, time, classes)`;
         see `snnx.losses`.
     - `optimizer`: an optax `GradientTransformation`.
-    - `train_data`: `(xs, ys)`: `xs` a dense array `(N, T, *input_shape)` or an
-        `snnx.data.PackedSpikes`; `ys` integer labels `(N,)` or float targets `(N, classes)`.
+    - `train_data`: `(xs, ys)`: `xs` a dense array `(N, T, *input_shape)`, an
+        `snnx.data.PackedSpikes` or an `snnx.SpikeEvents`; `ys` integer labels `(N,)` or
+        float targets `(N, classes)`.
     - `epochs`: the total number of epochs (with `resume`, counting the resumed ones).
     - `key`: PRNG key for shuffling (and stochastic models).
     - `batch_size`: samples per step. Default 32.
