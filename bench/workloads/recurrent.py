@@ -38,7 +38,8 @@ def _xent(logits, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-def build_snnx(cfg, kind, data, unroll=None):
+def build_snnx(cfg, kind, data, unroll=None, events=False):
+    """`events=True`: the input as `snnx.SpikeEvents` (event-driven first projection)."""
     import snnx
 
     model = snnx_model(cfg)
@@ -49,6 +50,8 @@ def build_snnx(cfg, kind, data, unroll=None):
         return jax.vmap(lambda xi: snnx.run(m, xi, unroll=unroll)[0])(x).max(axis=1)
 
     x, y = (jnp.asarray(a) for a in data)
+    if events:
+        x = snnx.SpikeEvents.from_dense(data[0])
     if kind == "forward":
         return forward_step(logits, params, (x,))
     return train_step(lambda p, x, y: _xent(logits(p, x), y), params, (x, y))

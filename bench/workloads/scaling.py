@@ -32,7 +32,8 @@ def snnx_model(cfg, seed=0):
                             snnx.LIF(TAU)])
 
 
-def build_snnx(cfg, kind, data, unroll=None):
+def build_snnx(cfg, kind, data, unroll=None, events=False):
+    """`events=True`: the input as `snnx.SpikeEvents` (event-driven first projection)."""
     import snnx
 
     model = snnx_model(cfg)
@@ -42,7 +43,7 @@ def build_snnx(cfg, kind, data, unroll=None):
         m = eqx.combine(p, static)
         return jax.vmap(lambda xi: snnx.run(m, xi, unroll=unroll)[0])(x)
 
-    x = jnp.asarray(data[0])
+    x = snnx.SpikeEvents.from_dense(data[0]) if events else jnp.asarray(data[0])
     if kind == "forward":
         return forward_step(lambda p, x: out(p, x).mean(), params, (x,))
     return train_step(lambda p, x: out(p, x).mean(), params, (x,))
