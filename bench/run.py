@@ -250,7 +250,9 @@ def run_remat(res, q):
     data = shd.make_data(cfg)
     builders = {"snnx no remat": shd.build_snnx,
                 "snnx remat=True": functools.partial(shd.build_snnx, remat=True),
-                "snnx remat=50": functools.partial(shd.build_snnx, remat=50)}
+                "snnx remat=50": functools.partial(shd.build_snnx, remat=50),
+                "snnx remat=True, events": functools.partial(shd.build_snnx, remat=True,
+                                                             events=True)}
     _group(res, "a-T2000", "train", builders, cfg, data, q["remat_rounds"], 1,
            ref="snnx no remat")
 
