@@ -12,6 +12,7 @@ from ..layers.delay import Delay
 from ..layers.graph import Graph
 from ..layers.recurrent import Recurrent
 from ..layers.sequential import Sequential
+from ..layers.sparse import SparseLinear
 from ..neurons._base import _check_dt
 from ..neurons.cuba import CuBaLI, CuBaLIF
 from ..neurons.if_ import IF
@@ -130,6 +131,10 @@ def _conv(layer: eqx.nn.Conv, shape, path):
 
 
 def _leaf(layer, shape, path, ctx) -> nir.NIRNode:
+    if isinstance(layer, SparseLinear):  # the same affine map; the event path is ours
+        if layer.bias is not None:
+            return nir.Affine(weight=_arr(layer.weight), bias=_arr(layer.bias))
+        return nir.Linear(weight=_arr(layer.weight))
     if isinstance(layer, eqx.nn.Linear):
         if layer.in_features == "scalar" or layer.out_features == "scalar":
             raise ValueError(
