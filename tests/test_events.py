@@ -134,6 +134,8 @@ def test_fit_on_events_equals_fit_on_dense(getkey):
     for a, b in zip(jax.tree.leaves(eqx.filter(m_e, eqx.is_inexact_array)),
                     jax.tree.leaves(eqx.filter(m_d, eqx.is_inexact_array))):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert (snnx.evaluate(m_e, (SpikeEvents.from_dense(x), y), batch_size=10)
+            == snnx.evaluate(m_e, (x, y), batch_size=10))
     moved = jax.tree.leaves(eqx.filter(m_e, eqx.is_inexact_array))[0]
     assert not np.allclose(moved, jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))[0])
 
