@@ -161,3 +161,33 @@ def test_bad_inputs(getkey):
         snnx.SparseLinear(4, 2, key=getkey())(ev)
     with pytest.raises(ValueError, match="must be one sample"):
         snnx.run(_model(getkey(), n_in=10), ev)
+
+
+def test_fit_chooses_events_automatically(getkey):
+    model = _model(getkey(), n_in=60)
+    rng = np.random.default_rng(7)
+    x = (rng.random((16, 10, 60)) < 0.02).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    kw = dict(loss=snnx.losses.ce_max_membrane, optimizer=optax.adam(1e-2), epochs=1,
+              batch_size=8, key=jax.random.key(0), progress=False)
+    m_a, h_a = snnx.fit(model, train_data=(x, y), **kw)
+    m_d, h_d = snnx.fit(model, train_data=(x, y), events=False, **kw)
+    assert (h_a["input"], h_d["input"]) == ("events", "dense")
+    for a, b in zip(jax.tree.leaves(eqx.filter(m_a, eqx.is_inexact_array)),
+                    jax.tree.leaves(eqx.filter(m_d, eqx.is_inexact_array))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # busy steps, packed inputs and graded inputs stay as they are
+    busy = (rng.random((16, 10, 60)) < 0.3).astype(np.float32)
+    assert snnx.fit(model, train_data=(busy, y), **kw)[1]["input"] == "dense"
+    assert snnx.fit(model, train_data=(PackedSpikes(x), y), **kw)[1]["input"] == "packed"
+    assert snnx.fit(model, train_data=(PackedSpikes(x), y), events=True,
+                    **kw)[1]["input"] == "events"
+    assert snnx.fit(model, train_data=(x * 0.5, y), **kw)[1]["input"] == "dense"
+    with pytest.raises(ValueError, match="needs `train_data` inputs that are binary"):
+        snnx.fit(model, train_data=(x * 0.5, y), events=True, **kw)
+    neuron_first = snnx.Sequential([snnx.IF(), eqx.nn.Linear(60, 3, key=getkey()),
+                                    snnx.LI(4.0)])
+    with pytest.raises(ValueError, match="does not start with an `eqx.nn.Linear`"):
+        snnx.fit(neuron_first, train_data=(x, y), events=True, **kw)
+    with pytest.raises(ValueError, match="`events` must be True, False or 'auto'"):
+        snnx.evaluate(model, (x, y), events="yes")
