@@ -1,10 +1,19 @@
-"""Spyx 1.0 (Flax NNX) and jaxpike 0.1.4 (Equinox) versions of workload (a).
+"""Spyx 1.0 (Flax NNX) and jaxpike 0.1.4 (Equinox) versions of workloads (a)-(d).
 
 Each is written the way that library's own docs and source show: Spyx steps the whole
 `spyx.nn.Sequential` inside `spyx.nn.run`'s scan (time-major); jaxpike runs its
 `Sequential` through `jaxpike.unroll` (which hoists `Dense` layers itself) and trains with
 `jaxpike.make_step`. Same sizes, LIF decay exp(-1/10), fast-sigmoid-style surrogates,
 max-over-time cross-entropy and Adam(1e-3).
+
+(b) recurrent: Spyx `spyx.nn.RLIF` (its all-to-all recurrent LIF cell, spikes of t-1 fed
+back through `recurrent_w`); jaxpike a `jp.Graph` with a `Dense` back-edge, exactly as in its
+`graph.py` docstring (the back-edge reads the previous step). (c) conv: jaxpike has its own
+`Conv2d` / `Pool2d(mode="max")` / `Flatten` (NHWC); Spyx has no conv layers, so `nnx.Conv`
+and `nnx.max_pool` (Flax, NHWC) sit inside its `Sequential` with `spyx.nn.LIF` and
+`spyx.nn.Flatten`. Loss: cross-entropy on output spike counts. (d) `Linear(N, N)` + LIF,
+loss the mean output spike rate. Each library's own neuron maths is kept (Spyx: no (1-beta)
+input gain, spike from the membrane before the update; jaxpike: normalised (1-alpha) gain).
 """
 
 import math
@@ -81,9 +90,306 @@ def build_jaxpike_a(cfg, kind, data):
     return call, mem
 
 
+def _spyx_model(kind_of_net, cfg):
+    import spyx
+    from flax import nnx
+
+    beta = math.exp(-1.0 / TAU)
+    rngs = nnx.Rngs(0)
+    if kind_of_net == "b":
+        h, n_in, n_out = cfg["hidden"], cfg["n_in"], cfg["n_out"]
+        return spyx.nn.Sequential(
+            nnx.Linear(n_in, h, rngs=rngs), spyx.nn.RLIF((h,), beta=beta, rngs=rngs),
+            nnx.Linear(h, n_out, rngs=rngs), spyx.nn.LI((n_out,), beta=beta, rngs=rngs),
+        )
+    if kind_of_net == "c":
+        return spyx.nn.Sequential(
+            nnx.Conv(2, 12, (5, 5), padding="VALID", rngs=rngs), _MaxPool2(),
+            spyx.nn.LIF((15, 15, 12), beta=beta, rngs=rngs),
+            nnx.Conv(12, 32, (5, 5), padding="VALID", rngs=rngs), _MaxPool2(),
+            spyx.nn.LIF((5, 5, 32), beta=beta, rngs=rngs),
+            spyx.nn.Flatten(), nnx.Linear(800, cfg["n_out"], rngs=rngs),
+            spyx.nn.LIF((cfg["n_out"],), beta=beta, rngs=rngs),
+        )
+    n = cfg["n"]
+    return spyx.nn.Sequential(nnx.Linear(n, n, rngs=rngs),
+                              spyx.nn.LIF((n,), beta=beta, rngs=rngs))
+
+
+def _max_pool2(x):
+    from flax import nnx
+
+    return nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+class _MaxPool2:
+    """Stateless 2x2 max pool (NHWC) for a Spyx Sequential: Flax's `nnx.max_pool`."""
+
+    def __call__(self, x):
+        return _max_pool2(x)
+
+
+def _spyx_build(net, cfg, kind, xs, y, readout, loss):
+    from flax import nnx
+
+    model = _spyx_model(net, cfg)
+    graphdef, params = nnx.split(model)
+
+    def out(params, xs):
+        import spyx
+
+        m = nnx.merge(graphdef, params)
+        o, _ = spyx.nn.run(m, xs)
+        return readout(o)
+
+    from jaxstep import forward_step, train_step
+
+    if kind == "forward":
+        return forward_step(out, params, (xs,))
+    if y is None:
+        return train_step(lambda p, xs: loss(out(p, xs)), params, (xs,))
+    return train_step(lambda p, xs, y: loss(out(p, xs), y), params, (xs, y))
+
+
+def build_spyx_b(cfg, kind, data):
+    x, y = data
+    xs = jnp.asarray(x.transpose(1, 0, 2))
+    return _spyx_build("b", cfg, kind, xs, jnp.asarray(y), lambda o: o.max(axis=0), _ce)
+
+
+def build_spyx_c(cfg, kind, data):
+    x, y = data
+    xs = jnp.asarray(x.transpose(1, 0, 3, 4, 2))  # (T, B, H, W, C): Flax convs are NHWC
+    return _spyx_build("c", cfg, kind, xs, jnp.asarray(y), lambda o: o.sum(axis=0), _ce)
+
+
+def build_spyx_d(cfg, kind, data):
+    xs = jnp.asarray(data[0].transpose(1, 0, 2))
+    return _spyx_build("d", cfg, kind, xs, None, lambda o: o, lambda o: o.mean())
+
+
+def _jaxpike_build(net, kind, xs, y, readout, loss):
+    import equinox as eqx
+    import jaxpike as jp
+
+    if kind == "forward":
+        f = eqx.filter_jit(lambda net, xs: readout(jp.unroll(net, xs)[0]))
+        mem = jax_peak_bytes(f, net, xs)
+        return (lambda: f(net, xs)), mem
+
+    def loss_fn(net, xs, y):
+        return loss(readout(jp.unroll(net, xs)[0]), y), None
+
+    opt = optax.adam(1e-3)
+    step = jp.make_step(loss_fn, opt)
+    holder = [net, opt.init(eqx.filter(net, eqx.is_inexact_array))]
+    mem = jax_peak_bytes(step, holder[0], holder[1], xs, y)
+
+    def call():
+        n, o, loss_, _ = step(holder[0], holder[1], xs, y)
+        holder[0], holder[1] = n, o
+        return loss_
+
+    return call, mem
+
+
+def build_jaxpike_b(cfg, kind, data):
+    import jaxpike as jp
+
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    h, n_in, n_out = cfg["hidden"], cfg["n_in"], cfg["n_out"]
+    net = jp.Graph(
+        nodes={
+            "w_in": jp.Dense(n_in, h, key=k1),
+            "hidden": jp.LIF(TAU),
+            "w_rec": jp.Dense(h, h, key=k2),
+            "w_out": jp.Dense(h, n_out, key=k3),
+            "out": jp.LeakyIntegrator(TAU),
+        },
+        edges=[("input", "w_in"), ("w_in", "hidden"),
+               ("hidden", "w_rec"), ("w_rec", "hidden"),
+               ("hidden", "w_out"), ("w_out", "out")],
+        output="out",
+    )
+    x, y = data
+    xs = jnp.asarray(x.transpose(1, 0, 2))
+    return _jaxpike_build(net, kind, xs, jnp.asarray(y), jp.max_membrane_logits,
+                          jp.cross_entropy)
+
+
+def build_jaxpike_c(cfg, kind, data):
+    import jaxpike as jp
+
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    net = jp.Sequential(
+        jp.Conv2d(2, 12, 5, padding="VALID", key=k1), jp.Pool2d(2, mode="max"), jp.LIF(TAU),
+        jp.Conv2d(12, 32, 5, padding="VALID", key=k2), jp.Pool2d(2, mode="max"), jp.LIF(TAU),
+        jp.Flatten(), jp.Dense(800, cfg["n_out"], key=k3), jp.LIF(TAU),
+    )
+    x, y = data
+    xs = jnp.asarray(x.transpose(1, 0, 3, 4, 2))  # jaxpike convs are NHWC
+    return _jaxpike_build(net, kind, xs, jnp.asarray(y), jp.spike_count, jp.cross_entropy)
+
+
+def build_jaxpike_d(cfg, kind, data):
+    import jaxpike as jp
+
+    n = cfg["n"]
+    net = jp.Sequential(jp.Dense(n, n, key=jax.random.key(0)), jp.LIF(TAU))
+    xs = jnp.asarray(data[0].transpose(1, 0, 2))
+    return _jaxpike_build(net, kind, xs, None, lambda o: o,
+                          lambda o, _: jp.spike_rate(o).mean())
+
+
 def _jax_step(logits, params, xs, y, kind):
     from jaxstep import forward_step, train_step
 
     if kind == "forward":
         return forward_step(logits, params, (xs,))
     return train_step(lambda p, xs, y: _ce(logits(p, xs), y), params, (xs, y))
+
+
+# ----------------------------------------------------------------------------- (b) (c) (d)
+# Same conventions as (a): Spyx steps its `Sequential` inside `spyx.nn.run` (time-major),
+# jaxpike runs through `jaxpike.unroll` and trains with `jaxpike.make_step`. Convolutions are
+# channels-last in both (flax `nnx.Conv`, `jaxpike.Conv2d`): the inputs are transposed once,
+# outside the timed step, like the time-major transposes.
+
+
+def _spyx_build(model, xs, y, kind, readout, loss):
+    from flax import nnx
+
+    import spyx
+
+    graphdef, params = nnx.split(model)
+
+    def out(params, xs):
+        return readout(spyx.nn.run(nnx.merge(graphdef, params), xs)[0])
+
+    if kind == "forward":
+        from jaxstep import forward_step
+
+        return forward_step(out, params, (xs,))
+    data = (xs,) if y is None else (xs, y)
+    from jaxstep import train_step
+
+    return train_step(lambda p, *d: loss(out(p, d[0]), *d[1:]), params, data)
+
+
+def _jaxpike_build(net, xs, y, kind, readout, loss):
+    import equinox as eqx
+    import jaxpike as jp
+
+    if kind == "forward":
+        f = eqx.filter_jit(lambda net, xs: readout(jp.unroll(net, xs)[0]))
+        mem = jax_peak_bytes(f, net, xs)
+        return (lambda: f(net, xs)), mem
+    data = (xs,) if y is None else (xs, y)
+
+    def loss_fn(net, *d):
+        return loss(readout(jp.unroll(net, d[0])[0]), *d[1:]), None
+
+    opt = optax.adam(1e-3)
+    step = jp.make_step(loss_fn, opt)
+    holder = [net, opt.init(eqx.filter(net, eqx.is_inexact_array))]
+
+    def call():
+        n, o, loss_value, _ = step(holder[0], holder[1], *data)
+        holder[0], holder[1] = n, o
+        return loss_value
+
+    return call, None
+
+
+def _time_major(x, channels_last=False):
+    x = x.transpose(1, 0, 2, 3, 4) if x.ndim == 5 else x.transpose(1, 0, 2)
+    if channels_last:
+        x = x.transpose(0, 1, 3, 4, 2)
+    return jnp.asarray(x)
+
+
+def build_spyx_b(cfg, kind, data):
+    import spyx
+    from flax import nnx
+
+    beta, rngs, h = math.exp(-1.0 / TAU), nnx.Rngs(0), cfg["hidden"]
+    model = spyx.nn.Sequential(
+        nnx.Linear(cfg["n_in"], h, rngs=rngs), spyx.nn.RLIF((h,), beta=beta, rngs=rngs),
+        nnx.Linear(h, cfg["n_out"], rngs=rngs), spyx.nn.LI((cfg["n_out"],), beta=beta, rngs=rngs),
+    )
+    x, y = data
+    return _spyx_build(model, _time_major(x), jnp.asarray(y), kind,
+                       lambda v: v.max(axis=0), _ce)
+
+
+def build_jaxpike_b(cfg, kind, data):
+    import jaxpike as jp
+
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    h = cfg["hidden"]
+    net = jp.Graph(
+        nodes={"w_in": jp.Dense(cfg["n_in"], h, key=k1), "hidden": jp.LIF(TAU),
+               "w_rec": jp.Dense(h, h, key=k2), "w_out": jp.Dense(h, cfg["n_out"], key=k3),
+               "out": jp.LeakyIntegrator(TAU)},
+        edges=[("input", "w_in"), ("w_in", "hidden"), ("hidden", "w_rec"),
+               ("w_rec", "hidden"), ("hidden", "w_out"), ("w_out", "out")],
+        output="out",
+    )
+    x, y = data
+    return _jaxpike_build(net, _time_major(x), jnp.asarray(y), kind,
+                          lambda v: v.max(axis=0), _ce)
+
+
+def build_spyx_c(cfg, kind, data):
+    import functools
+
+    import spyx
+    from flax import nnx
+
+    beta, rngs = math.exp(-1.0 / TAU), nnx.Rngs(0)
+    pool = functools.partial(nnx.max_pool, window_shape=(2, 2), strides=(2, 2))
+    model = spyx.nn.Sequential(
+        nnx.Conv(2, 12, (5, 5), padding="VALID", rngs=rngs), pool,
+        spyx.nn.LIF((15, 15, 12), beta=beta, rngs=rngs),
+        nnx.Conv(12, 32, (5, 5), padding="VALID", rngs=rngs), pool,
+        spyx.nn.LIF((5, 5, 32), beta=beta, rngs=rngs),
+        spyx.nn.Flatten(), nnx.Linear(800, cfg["n_out"], rngs=rngs),
+        spyx.nn.LIF((cfg["n_out"],), beta=beta, rngs=rngs),
+    )
+    x, y = data
+    return _spyx_build(model, _time_major(x, channels_last=True), jnp.asarray(y), kind,
+                       lambda s: s.sum(axis=0), _ce)
+
+
+def build_jaxpike_c(cfg, kind, data):
+    import jaxpike as jp
+
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    net = jp.Sequential(
+        jp.Conv2d(2, 12, 5, padding="VALID", key=k1), jp.Pool2d(2, mode="max"), jp.LIF(TAU),
+        jp.Conv2d(12, 32, 5, padding="VALID", key=k2), jp.Pool2d(2, mode="max"), jp.LIF(TAU),
+        jp.Flatten(), jp.Dense(800, cfg["n_out"], key=k3), jp.LIF(TAU),
+    )
+    x, y = data
+    return _jaxpike_build(net, _time_major(x, channels_last=True), jnp.asarray(y), kind,
+                          jp.count_logits, _ce)
+
+
+def build_spyx_d(cfg, kind, data):
+    import spyx
+    from flax import nnx
+
+    beta, rngs, n = math.exp(-1.0 / TAU), nnx.Rngs(0), cfg["n"]
+    model = spyx.nn.Sequential(nnx.Linear(n, n, rngs=rngs),
+                               spyx.nn.LIF((n,), beta=beta, rngs=rngs))
+    return _spyx_build(model, _time_major(data[0]), None, kind, lambda s: s,
+                       lambda s: s.mean())
+
+
+def build_jaxpike_d(cfg, kind, data):
+    import jaxpike as jp
+
+    n = cfg["n"]
+    net = jp.Sequential(jp.Dense(n, n, key=jax.random.key(0)), jp.LIF(TAU))
+    return _jaxpike_build(net, _time_major(data[0]), None, kind, lambda s: s,
+                          lambda s: s.mean())
