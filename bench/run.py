@@ -132,16 +132,21 @@ def _group(res, workload, kind, builders, cfg, data, rounds, per_round, ref="han
     return out
 
 
-def _torch_peer(res, workload, kind, lib, rounds):
+def _torch_peer(res, workload, kind, lib, rounds, net="a", n=None):
+    """`net`: which torch_peers network (a, b, c, d); `n`: the width for d."""
     script = os.path.join(HERE, "peers", "torch_peers.py")
+    argv = [sys.executable, script, lib, kind, str(rounds)]
+    if net != "a" or n is not None:
+        argv += [net] + ([str(n)] if n is not None else [])
     try:
-        p = subprocess.run([sys.executable, script, lib, kind, str(rounds)], capture_output=True,
-                           text=True, timeout=1800)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
         st = json.loads(p.stdout.strip().splitlines()[-1])
     except Exception as e:
         tail = (p.stderr.strip().splitlines() or ["?"])[-1] if "p" in locals() else str(e)
         return res.add(workload, kind, lib, None, note=f"not run: {tail}"[:200])
-    return res.add(workload, kind, lib, st, st.get("peak_bytes"), compile_s=st["compile_s"])
+    extra = {k: st[k] for k in ("loss", "out_shape") if k in st}
+    return res.add(workload, kind, lib, st, st.get("peak_bytes"), compile_s=st["compile_s"],
+                   **extra)
 
 
 def run_a(res, q):
@@ -262,11 +267,23 @@ def run_simple(res, q, mod, cfg, tag, rounds):
     if hasattr(mod, "check_equal"):
         res.notes.append(f"({tag}) max |snnx - hand-written| outputs: "
                          f"{mod.check_equal(cfg, data):.2e}")
+    from peers import jax_peers
+
+    net = tag[0]  # "b", "c" or "d N=..."
+    builders = {"snnx": mod.build_snnx, "handwritten": mod.build_handwritten,
+                "spyx": getattr(jax_peers, f"build_spyx_{net}"),
+                "jaxpike": getattr(jax_peers, f"build_jaxpike_{net}")}
+    # torch steps of (c) and (d) take seconds to minutes on 2 cores: as many rounds as the
+    # JAX contenders there, at most torch_rounds
+    t_rounds = q["torch_rounds"] if net == "b" else min(q["torch_rounds"], max(2, rounds))
     for kind in ("train", "forward"):
-        _group(res, tag, kind, {"snnx": mod.build_snnx, "handwritten": mod.build_handwritten},
-               cfg, data, rounds, q["per_round"])
-    for lib in ("spyx", "jaxpike", "snntorch", "norse"):
-        res.add(tag, "train", lib, None, note="not written for this workload yet")
+        rows = _group(res, tag, kind, builders, cfg, data, rounds, q["per_round"])
+        for lib in ("snntorch", "norse"):
+            rows[lib] = _torch_peer(res, tag, kind, lib, t_rounds, net, cfg.get("n"))
+        if "snnx" in rows and "median_ms" in rows["snnx"]:
+            for lib, row in rows.items():
+                if "median_ms" in row:
+                    row["speedup_of_snnx"] = row["median_ms"] / rows["snnx"]["median_ms"]
 
 
 def inner(args):

@@ -26,6 +26,15 @@ from common import jax_peak_bytes
 TAU = 10.0
 
 
+def _eqx_peak_bytes(fn, *args):
+    """`jax_peak_bytes` for an `eqx.filter_jit` function (whose compiled object has no
+    `memory_analysis`): the same computation under `jax.jit`, arrays as the arguments."""
+    import equinox as eqx
+
+    dyn, static = eqx.partition(args, eqx.is_array)
+    return jax_peak_bytes(jax.jit(lambda d: fn(*eqx.combine(d, static))), dyn)
+
+
 def _ce(logits, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
@@ -71,7 +80,7 @@ def build_jaxpike_a(cfg, kind, data):
     y = jnp.asarray(y)
     if kind == "forward":
         f = eqx.filter_jit(lambda net, xs: jp.max_membrane_logits(jp.unroll(net, xs)[0]))
-        mem = jax_peak_bytes(f, net, xs)
+        mem = _eqx_peak_bytes(f, net, xs)
         return (lambda: f(net, xs)), mem
 
     def loss_fn(net, xs, y):
@@ -80,7 +89,7 @@ def build_jaxpike_a(cfg, kind, data):
     opt = optax.adam(1e-3)
     step = jp.make_step(loss_fn, opt)
     holder = [net, opt.init(eqx.filter(net, eqx.is_inexact_array))]
-    mem = jax_peak_bytes(step, holder[0], holder[1], xs, y)
+    mem = _eqx_peak_bytes(step, holder[0], holder[1], xs, y)
 
     def call():
         n, o, loss, _ = step(holder[0], holder[1], xs, y)
@@ -174,7 +183,7 @@ def _jaxpike_build(net, kind, xs, y, readout, loss):
 
     if kind == "forward":
         f = eqx.filter_jit(lambda net, xs: readout(jp.unroll(net, xs)[0]))
-        mem = jax_peak_bytes(f, net, xs)
+        mem = _eqx_peak_bytes(f, net, xs)
         return (lambda: f(net, xs)), mem
 
     def loss_fn(net, xs, y):
@@ -183,7 +192,7 @@ def _jaxpike_build(net, kind, xs, y, readout, loss):
     opt = optax.adam(1e-3)
     step = jp.make_step(loss_fn, opt)
     holder = [net, opt.init(eqx.filter(net, eqx.is_inexact_array))]
-    mem = jax_peak_bytes(step, holder[0], holder[1], xs, y)
+    mem = _eqx_peak_bytes(step, holder[0], holder[1], xs, y)
 
     def call():
         n, o, loss_, _ = step(holder[0], holder[1], xs, y)
@@ -247,149 +256,3 @@ def _jax_step(logits, params, xs, y, kind):
     if kind == "forward":
         return forward_step(logits, params, (xs,))
     return train_step(lambda p, xs, y: _ce(logits(p, xs), y), params, (xs, y))
-
-
-# ----------------------------------------------------------------------------- (b) (c) (d)
-# Same conventions as (a): Spyx steps its `Sequential` inside `spyx.nn.run` (time-major),
-# jaxpike runs through `jaxpike.unroll` and trains with `jaxpike.make_step`. Convolutions are
-# channels-last in both (flax `nnx.Conv`, `jaxpike.Conv2d`): the inputs are transposed once,
-# outside the timed step, like the time-major transposes.
-
-
-def _spyx_build(model, xs, y, kind, readout, loss):
-    from flax import nnx
-
-    import spyx
-
-    graphdef, params = nnx.split(model)
-
-    def out(params, xs):
-        return readout(spyx.nn.run(nnx.merge(graphdef, params), xs)[0])
-
-    if kind == "forward":
-        from jaxstep import forward_step
-
-        return forward_step(out, params, (xs,))
-    data = (xs,) if y is None else (xs, y)
-    from jaxstep import train_step
-
-    return train_step(lambda p, *d: loss(out(p, d[0]), *d[1:]), params, data)
-
-
-def _jaxpike_build(net, xs, y, kind, readout, loss):
-    import equinox as eqx
-    import jaxpike as jp
-
-    if kind == "forward":
-        f = eqx.filter_jit(lambda net, xs: readout(jp.unroll(net, xs)[0]))
-        mem = jax_peak_bytes(f, net, xs)
-        return (lambda: f(net, xs)), mem
-    data = (xs,) if y is None else (xs, y)
-
-    def loss_fn(net, *d):
-        return loss(readout(jp.unroll(net, d[0])[0]), *d[1:]), None
-
-    opt = optax.adam(1e-3)
-    step = jp.make_step(loss_fn, opt)
-    holder = [net, opt.init(eqx.filter(net, eqx.is_inexact_array))]
-
-    def call():
-        n, o, loss_value, _ = step(holder[0], holder[1], *data)
-        holder[0], holder[1] = n, o
-        return loss_value
-
-    return call, None
-
-
-def _time_major(x, channels_last=False):
-    x = x.transpose(1, 0, 2, 3, 4) if x.ndim == 5 else x.transpose(1, 0, 2)
-    if channels_last:
-        x = x.transpose(0, 1, 3, 4, 2)
-    return jnp.asarray(x)
-
-
-def build_spyx_b(cfg, kind, data):
-    import spyx
-    from flax import nnx
-
-    beta, rngs, h = math.exp(-1.0 / TAU), nnx.Rngs(0), cfg["hidden"]
-    model = spyx.nn.Sequential(
-        nnx.Linear(cfg["n_in"], h, rngs=rngs), spyx.nn.RLIF((h,), beta=beta, rngs=rngs),
-        nnx.Linear(h, cfg["n_out"], rngs=rngs), spyx.nn.LI((cfg["n_out"],), beta=beta, rngs=rngs),
-    )
-    x, y = data
-    return _spyx_build(model, _time_major(x), jnp.asarray(y), kind,
-                       lambda v: v.max(axis=0), _ce)
-
-
-def build_jaxpike_b(cfg, kind, data):
-    import jaxpike as jp
-
-    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-    h = cfg["hidden"]
-    net = jp.Graph(
-        nodes={"w_in": jp.Dense(cfg["n_in"], h, key=k1), "hidden": jp.LIF(TAU),
-               "w_rec": jp.Dense(h, h, key=k2), "w_out": jp.Dense(h, cfg["n_out"], key=k3),
-               "out": jp.LeakyIntegrator(TAU)},
-        edges=[("input", "w_in"), ("w_in", "hidden"), ("hidden", "w_rec"),
-               ("w_rec", "hidden"), ("hidden", "w_out"), ("w_out", "out")],
-        output="out",
-    )
-    x, y = data
-    return _jaxpike_build(net, _time_major(x), jnp.asarray(y), kind,
-                          lambda v: v.max(axis=0), _ce)
-
-
-def build_spyx_c(cfg, kind, data):
-    import functools
-
-    import spyx
-    from flax import nnx
-
-    beta, rngs = math.exp(-1.0 / TAU), nnx.Rngs(0)
-    pool = functools.partial(nnx.max_pool, window_shape=(2, 2), strides=(2, 2))
-    model = spyx.nn.Sequential(
-        nnx.Conv(2, 12, (5, 5), padding="VALID", rngs=rngs), pool,
-        spyx.nn.LIF((15, 15, 12), beta=beta, rngs=rngs),
-        nnx.Conv(12, 32, (5, 5), padding="VALID", rngs=rngs), pool,
-        spyx.nn.LIF((5, 5, 32), beta=beta, rngs=rngs),
-        spyx.nn.Flatten(), nnx.Linear(800, cfg["n_out"], rngs=rngs),
-        spyx.nn.LIF((cfg["n_out"],), beta=beta, rngs=rngs),
-    )
-    x, y = data
-    return _spyx_build(model, _time_major(x, channels_last=True), jnp.asarray(y), kind,
-                       lambda s: s.sum(axis=0), _ce)
-
-
-def build_jaxpike_c(cfg, kind, data):
-    import jaxpike as jp
-
-    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-    net = jp.Sequential(
-        jp.Conv2d(2, 12, 5, padding="VALID", key=k1), jp.Pool2d(2, mode="max"), jp.LIF(TAU),
-        jp.Conv2d(12, 32, 5, padding="VALID", key=k2), jp.Pool2d(2, mode="max"), jp.LIF(TAU),
-        jp.Flatten(), jp.Dense(800, cfg["n_out"], key=k3), jp.LIF(TAU),
-    )
-    x, y = data
-    return _jaxpike_build(net, _time_major(x, channels_last=True), jnp.asarray(y), kind,
-                          jp.count_logits, _ce)
-
-
-def build_spyx_d(cfg, kind, data):
-    import spyx
-    from flax import nnx
-
-    beta, rngs, n = math.exp(-1.0 / TAU), nnx.Rngs(0), cfg["n"]
-    model = spyx.nn.Sequential(nnx.Linear(n, n, rngs=rngs),
-                               spyx.nn.LIF((n,), beta=beta, rngs=rngs))
-    return _spyx_build(model, _time_major(data[0]), None, kind, lambda s: s,
-                       lambda s: s.mean())
-
-
-def build_jaxpike_d(cfg, kind, data):
-    import jaxpike as jp
-
-    n = cfg["n"]
-    net = jp.Sequential(jp.Dense(n, n, key=jax.random.key(0)), jp.LIF(TAU))
-    return _jaxpike_build(net, _time_major(data[0]), None, kind, lambda s: s,
-                          lambda s: s.mean())

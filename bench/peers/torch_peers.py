@@ -1,6 +1,7 @@
-"""snnTorch and Norse versions of workload (a), timed in their own process.
+"""snnTorch and Norse versions of workloads (a)-(d), timed in their own process.
 
-Run as `python bench/peers/torch_peers.py LIB KIND ROUNDS` (LIB: snntorch | norse); prints
+Run as `python bench/peers/torch_peers.py LIB KIND ROUNDS [WORKLOAD [N]]` (LIB: snntorch |
+norse; KIND: train | forward; WORKLOAD: a | b | c | d, default a; N: the width for d); prints
 one JSON line with the timings and the peak resident memory of this process.
 
 snnTorch: the tutorial style (a Python loop over time, `nn.Linear` + `snn.Leaky` per step,
@@ -8,6 +9,15 @@ readout `snn.Leaky(reset_mechanism="none")` membrane). Norse: `LIFBoxCell` (a cu
 LIF, like the others) and `LIBoxCell` readout, with the linear layers applied to all time
 steps at once before each cell loop. Both: same sizes, decay 0.9 (Norse's dt*tau_mem_inv) or
 exp(-1/10), Adam(1e-3), max-over-time cross-entropy, float32 on CPU.
+
+(b) recurrent: snnTorch `snn.RLeaky(all_to_all=True, linear_features=256)` (its own recurrent
+Linear on the spikes of t-1). Norse has no recurrent box-LIF cell (its `LIFRecurrentCell` is
+the current-based LIF with a synaptic state, a different model), so Norse's (b) is
+`LIFBoxCell` with an explicit `nn.Linear(256, 256, bias=False)` on the previous step's
+spikes. (c) conv: `nn.Conv2d` + `F.max_pool2d` + `snn.Leaky` per step as in snnTorch's conv
+tutorial; Norse with the convolutions applied to all T*B frames at once, then `LIFBoxCell`
+loops; loss cross-entropy on output spike counts. (d) `nn.Linear(N, N)` + LIF, loss the mean
+spike rate. Data: the same shapes and densities as bench/workloads (own numpy draw).
 """
 
 import json
@@ -27,9 +37,20 @@ TAU = 10.0
 
 def data(cfg, seed=0):
     rng = np.random.default_rng(seed)
-    x = (rng.random((cfg["B"], cfg["T"], cfg["n_in"])) < cfg["density"]).astype(np.float32)
-    y = rng.integers(0, cfg["n_out"], cfg["B"])
-    return torch.from_numpy(x.transpose(1, 0, 2).copy()), torch.from_numpy(y)
+    shape = cfg.get("in_shape", (cfg.get("n_in"),))
+    x = (rng.random((cfg["B"], cfg["T"]) + tuple(shape), dtype=cfg.get("draw", np.float64))
+         < cfg["density"]).astype(np.float32)
+    y = rng.integers(0, cfg.get("n_out", 2), cfg["B"])
+    x = np.ascontiguousarray(np.swapaxes(x, 0, 1))  # time-major (T, B, ...)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+CONFIGS = {
+    "a": dict(T=100, B=64, n_in=700, hidden=128, n_out=20, density=0.03),
+    "b": dict(T=250, B=32, n_in=700, hidden=256, n_out=20, density=0.03),
+    "c": dict(T=30, B=32, in_shape=(2, 34, 34), n_out=10, density=0.1),
+    "d": dict(T=500, B=16, n_in=1024, density=0.03, draw=np.float32),
+}
 
 
 def snntorch_net(cfg):
@@ -95,22 +116,216 @@ def norse_net(cfg):
     return Net()
 
 
+def snntorch_net_b(cfg):
+    import snntorch as snn
+    from snntorch import surrogate
+
+    beta = math.exp(-1.0 / TAU)
+    h = cfg["hidden"]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = torch.nn.Linear(cfg["n_in"], h)
+            self.lif1 = snn.RLeaky(beta=beta, all_to_all=True, linear_features=h,
+                                   spike_grad=surrogate.fast_sigmoid(slope=25))
+            self.fc2 = torch.nn.Linear(h, cfg["n_out"])
+            self.li = snn.Leaky(beta=beta, reset_mechanism="none")
+
+        def forward(self, xs):
+            s1, m1 = self.lif1.init_rleaky()
+            m2 = self.li.init_leaky()
+            mems = []
+            for t in range(xs.shape[0]):
+                s1, m1 = self.lif1(self.fc1(xs[t]), s1, m1)
+                _, m2 = self.li(self.fc2(s1), m2)
+                mems.append(m2)
+            return torch.stack(mems).amax(0)
+
+    return Net()
+
+
+def snntorch_net_c(cfg):
+    import snntorch as snn
+    import torch.nn.functional as F
+    from snntorch import surrogate
+
+    beta = math.exp(-1.0 / TAU)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            sg = surrogate.fast_sigmoid(slope=25)
+            self.conv1 = torch.nn.Conv2d(2, 12, 5)
+            self.lif1 = snn.Leaky(beta=beta, spike_grad=sg)
+            self.conv2 = torch.nn.Conv2d(12, 32, 5)
+            self.lif2 = snn.Leaky(beta=beta, spike_grad=sg)
+            self.fc3 = torch.nn.Linear(32 * 5 * 5, cfg["n_out"])
+            self.lif3 = snn.Leaky(beta=beta, spike_grad=sg)
+
+        def forward(self, xs):
+            m1, m2, m3 = self.lif1.init_leaky(), self.lif2.init_leaky(), self.lif3.init_leaky()
+            spks = []
+            for t in range(xs.shape[0]):
+                s1, m1 = self.lif1(F.max_pool2d(self.conv1(xs[t]), 2), m1)
+                s2, m2 = self.lif2(F.max_pool2d(self.conv2(s1), 2), m2)
+                s3, m3 = self.lif3(self.fc3(s2.flatten(1)), m3)
+                spks.append(s3)
+            return torch.stack(spks).sum(0)
+
+    return Net()
+
+
+def snntorch_net_d(cfg):
+    import snntorch as snn
+    from snntorch import surrogate
+
+    beta = math.exp(-1.0 / TAU)
+    n = cfg["n_in"]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(n, n)
+            self.lif = snn.Leaky(beta=beta, spike_grad=surrogate.fast_sigmoid(slope=25))
+
+        def forward(self, xs):
+            m = self.lif.init_leaky()
+            spks = []
+            for t in range(xs.shape[0]):
+                s, m = self.lif(self.fc(xs[t]), m)
+                spks.append(s)
+            return torch.stack(spks)
+
+    return Net()
+
+
+def _norse_loop(cell, cur):
+    s, outs = None, []
+    for t in range(cur.shape[0]):
+        o, s = cell(cur[t], s)
+        outs.append(o)
+    return torch.stack(outs)
+
+
+def norse_net_b(cfg):
+    from norse.torch.module.leaky_integrator_box import LIBoxCell
+    from norse.torch.module.lif_box import LIFBoxCell
+
+    h = cfg["hidden"]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = torch.nn.Linear(cfg["n_in"], h)
+            self.rec = torch.nn.Linear(h, h, bias=False)
+            self.lif1 = LIFBoxCell()
+            self.fc2 = torch.nn.Linear(h, cfg["n_out"])
+            self.li = LIBoxCell()
+
+        def forward(self, xs):
+            cur = self.fc1(xs)  # the input projection for all T at once
+            z = torch.zeros(cur.shape[1:])
+            s, outs = None, []
+            for t in range(cur.shape[0]):
+                z, s = self.lif1(cur[t] + self.rec(z), s)  # spikes of t-1 fed back
+                outs.append(z)
+            return _norse_loop(self.li, self.fc2(torch.stack(outs))).amax(0)
+
+    return Net()
+
+
+def norse_net_c(cfg):
+    import torch.nn.functional as F
+    from norse.torch.module.lif_box import LIFBoxCell
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(2, 12, 5)
+            self.lif1 = LIFBoxCell()
+            self.conv2 = torch.nn.Conv2d(12, 32, 5)
+            self.lif2 = LIFBoxCell()
+            self.fc3 = torch.nn.Linear(32 * 5 * 5, cfg["n_out"])
+            self.lif3 = LIFBoxCell()
+
+        @staticmethod
+        def _frames(layer, x):  # a stateless layer on all T*B frames at once
+            T, B = x.shape[:2]
+            y = layer(x.reshape((T * B,) + x.shape[2:]))
+            return y.reshape((T, B) + y.shape[1:])
+
+        def forward(self, xs):
+            h = _norse_loop(self.lif1, self._frames(lambda v: F.max_pool2d(self.conv1(v), 2), xs))
+            h = _norse_loop(self.lif2, self._frames(lambda v: F.max_pool2d(self.conv2(v), 2), h))
+            return _norse_loop(self.lif3, self.fc3(h.flatten(2))).sum(0)
+
+    return Net()
+
+
+def norse_net_d(cfg):
+    from norse.torch.module.lif_box import LIFBoxCell
+
+    n = cfg["n_in"]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(n, n)
+            self.lif = LIFBoxCell()
+
+        def forward(self, xs):
+            return _norse_loop(self.lif, self.fc(xs))
+
+    return Net()
+
+
+NETS = {
+    ("snntorch", "a"): snntorch_net, ("norse", "a"): norse_net,
+    ("snntorch", "b"): snntorch_net_b, ("norse", "b"): norse_net_b,
+    ("snntorch", "c"): snntorch_net_c, ("norse", "c"): norse_net_c,
+    ("snntorch", "d"): snntorch_net_d, ("norse", "d"): norse_net_d,
+}
+
+
+def _peak_rss():
+    """Peak resident memory of this process. Linux's getrusage max RSS is carried over from
+    the parent across fork+exec (it reported the whole benchmark process), VmHWM is not."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return max_rss_bytes()
+
+
 def main():
     lib, kind, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    workload = sys.argv[4] if len(sys.argv) > 4 else "a"
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    cfg = dict(T=100, B=64, n_in=700, hidden=128, n_out=20, density=0.03)
+    cfg = dict(CONFIGS[workload])
+    if workload == "d" and len(sys.argv) > 5:
+        cfg["n_in"] = int(sys.argv[5])
+    for key in ("T", "B"):  # reduced sizes for smoke checks only
+        if os.environ.get(f"BENCH_{key}"):
+            cfg[key] = int(os.environ[f"BENCH_{key}"])
     xs, y = data(cfg)
     torch.manual_seed(0)
-    net = snntorch_net(cfg) if lib == "snntorch" else norse_net(cfg)
+    net = NETS[(lib, workload)](cfg)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     ce = torch.nn.CrossEntropyLoss()
+
+    def loss_of(out):
+        return out.mean() if workload == "d" else ce(out, y)
 
     def step():
         if kind == "forward":
             with torch.no_grad():
                 return net(xs)
         opt.zero_grad()
-        loss = ce(net(xs), y)
+        loss = loss_of(net(xs))
         loss.backward()
         opt.step()
         return loss
@@ -125,8 +340,13 @@ def main():
         step()
         samples.append((time.perf_counter() - t0) * 1e3)
     out = summarise(samples, warm)
-    out["peak_bytes"] = max_rss_bytes()
-    out["peak_kind"] = "max RSS of the process"
+    res = step()
+    if kind == "forward":
+        out["out_shape"] = list(res.shape)
+    else:
+        out["loss"] = float(res.detach())
+    out["peak_bytes"] = _peak_rss()
+    out["peak_kind"] = "peak RSS of the process (VmHWM)"
     print(json.dumps(out))
 
 
