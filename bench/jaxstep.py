@@ -5,7 +5,7 @@ import optax
 from common import jax_peak_bytes
 
 
-def train_step(loss_fn, params, data, lr=1e-3):
+def train_step(loss_fn, params, data, lr=1e-3, compiler_options=None):
     """A jitted Adam step `(params, opt_state, *data) -> (params, opt_state, loss)`.
 
     **Returns:** `(call, peak_bytes, loss0)`: `call()` runs one step and keeps the updated
@@ -19,7 +19,7 @@ def train_step(loss_fn, params, data, lr=1e-3):
         updates, opt_state = opt.update(g, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    step = jax.jit(step)
+    step = jax.jit(step, compiler_options=compiler_options)
     mem = jax_peak_bytes(step, params, opt_state, *data)
     holder = [params, opt_state]
 
@@ -31,7 +31,7 @@ def train_step(loss_fn, params, data, lr=1e-3):
     return call, mem
 
 
-def forward_step(fn, params, data):
-    f = jax.jit(fn)
+def forward_step(fn, params, data, compiler_options=None):
+    f = jax.jit(fn, compiler_options=compiler_options)
     mem = jax_peak_bytes(f, params, *data)
     return (lambda: f(params, *data)), mem

@@ -45,7 +45,11 @@ from .neurons import (
     trainable_spec as trainable_spec,
 )
 from .nir import from_nir as from_nir, to_nir as to_nir
-from .run import default_unroll as default_unroll, run as run
+from .run import (
+    compiler_options as compiler_options,
+    default_unroll as default_unroll,
+    run as run,
+)
 from .train import (
     evaluate as evaluate,
     fit as fit,

@@ -31,7 +31,7 @@ from .events import SpikeEvents, choose_input
 from .layers._util import is_stateful
 from .metrics import predictor_for
 from .neurons import trainable_spec
-from .run import run
+from .run import compiler_options, run
 
 __all__ = ["fit", "evaluate", "make_step", "save_checkpoint", "load_checkpoint"]
 
@@ -266,7 +266,7 @@ def make_step(
     cfg = _config(loss, optimizer, regulariser, predict, run_kwargs, True, False)
     cfg_w = dict(cfg, per_sample=True)
 
-    @eqx.filter_jit
+    @eqx.filter_jit(compiler_options=compiler_options())
     def _step(model, opt_state, xb, yb, w, key):
         c = cfg if w is None else cfg_w
         w_ = jnp.ones(xb.shape[:1], jnp.float32) if w is None else w
@@ -299,17 +299,18 @@ def _compiled(cfg_key):
     called again with the same loss and optimizer do not recompile)."""
     cfg = dict(cfg_key)
     cfg["run_kwargs"] = dict(cfg["run_kwargs"])
+    jit = eqx.filter_jit(compiler_options=compiler_options())
 
     def batch_fn(model, opt_state, ok, xs, ys, idx, w, key):
         xb, yb = _gather(xs, idx), ys[idx]
         return _core_step(model, opt_state, ok, xb, yb, w,
                           key if cfg["stochastic"] else None, cfg)
 
-    @eqx.filter_jit
+    @jit
     def step(model, opt_state, ok, xs, ys, idx, w, key):
         return batch_fn(model, opt_state, ok, xs, ys, idx, w, key)
 
-    @eqx.filter_jit
+    @jit
     def epoch(model, opt_state, ok, xs, ys, idx, w, keys):
         params, static = eqx.partition(model, eqx.is_array)
 
@@ -322,7 +323,7 @@ def _compiled(cfg_key):
                                                       (idx, w, keys))
         return eqx.combine(params, static), opt_state, ok, infos
 
-    @eqx.filter_jit
+    @jit
     def eval_batch(model, xs, ys, idx, w):
         xb, yb = _gather(xs, idx), ys[idx]
         outs, recs = _forward(model, xb, None, cfg["run_kwargs"])

@@ -261,3 +261,21 @@ def test_custom_neuron_runs_and_trains_one_step(getkey):
     updates, _ = opt.update(grads, opt_state, params)
     l1 = loss(eqx.apply_updates(model, updates))
     assert float(l1) < float(l0)
+
+
+def test_compiler_options_compile_and_agree(getkey):
+    opts = snnx.compiler_options()
+    assert isinstance(opts, dict)
+    if jax.default_backend() == "cpu":
+        assert opts, "the CPU convolution option should be accepted by this jaxlib"
+    model = snnx.Sequential([eqx.nn.Conv2d(2, 3, 3, key=getkey()), snnx.LIF(4.0), jnp.ravel,
+                             eqx.nn.Linear(3 * 6 * 6, 2, key=getkey()), snnx.LI(4.0)])
+    xs = jax.random.bernoulli(getkey(), 0.3, (5, 2, 8, 8)).astype(jnp.float32)
+
+    def loss(m):
+        return jnp.sum(snnx.run(m, xs)[0] ** 2)
+
+    plain = eqx.filter_jit(eqx.filter_value_and_grad(loss))(model)
+    tuned = eqx.filter_jit(eqx.filter_value_and_grad(loss), compiler_options=opts)(model)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(tuned)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

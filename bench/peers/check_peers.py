@@ -10,8 +10,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from peers import jax_peers  # noqa: E402
 from workloads import conv, recurrent, scaling  # noqa: E402
+
+from peers import jax_peers  # noqa: E402
 
 SMALL = {
     "b": (recurrent, dict(recurrent.config(), T=20, B=4)),
@@ -33,7 +34,7 @@ def main():
             losses = [float(step()) for _ in range(3)]
             ok = all(np.isfinite(losses))
             print(f"({w}) {lib:8s} forward {tuple(np.shape(out))} mean {float(np.mean(out)):.4f}"
-                  f"  train losses {['%.4f' % v for v in losses]} finite={ok} peak={mem}")
+                  f"  train losses {[f'{v:.4f}' for v in losses]} finite={ok} peak={mem}")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ def _xent(logits, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-def build_snnx(cfg, kind, data, unroll=None):
+def build_snnx(cfg, kind, data, unroll=None, tuned=False):
+    """`tuned=True`: compiled with `snnx.compiler_options()`, as `snnx.fit` compiles."""
     import snnx
+
+    opts = snnx.compiler_options() if tuned else None
 
     model = snnx_model(cfg)
     params, static = eqx.partition(model, snnx.trainable_spec(model))
@@ -53,8 +56,9 @@ def build_snnx(cfg, kind, data, unroll=None):
 
     x, y = (jnp.asarray(a) for a in data)
     if kind == "forward":
-        return forward_step(logits, params, (x,))
-    return train_step(lambda p, x, y: _xent(logits(p, x), y), params, (x, y))
+        return forward_step(logits, params, (x,), compiler_options=opts)
+    return train_step(lambda p, x, y: _xent(logits(p, x), y), params, (x, y),
+                      compiler_options=opts)
 
 
 def hw_params(cfg):
