@@ -26,13 +26,15 @@ VENV = os.path.join(ROOT, ".venv-bench")
 VPY = os.path.join(VENV, "bin", "python")
 # torch first and pinned: any other spec pulls gigabytes of CUDA wheels; the peers are then
 # installed under a constraint that keeps it (Norse from source without its torchvision
-# dependency, which it does not need for these models).
+# dependency, which it does not need for these models; its sdist needs setuptools_scm to
+# read its version, and without build isolation that must be installed first).
 SETUP = [
     ["-m", "pip", "install", "-q", "--upgrade", "pip"],
     ["-m", "pip", "install", "-q", "torch==2.13.0"],
     ["-m", "pip", "install", "-q", "-e", ROOT],
     ["-m", "pip", "install", "-q", "-c", "{constraints}", "spyx==1.0.0", "jaxpike==0.1.4",
      "snntorch", "nir", "nirtorch"],
+    ["-m", "pip", "install", "-q", "setuptools>=64", "setuptools_scm>=8"],
     ["-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "norse==1.1.0"],
 ]
 STEPS = ("a", "sparse", "unroll", "remat", "b", "c", "d")
