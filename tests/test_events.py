@@ -59,8 +59,12 @@ def test_project_equals_dense_matmul(getkey):
     np.testing.assert_allclose(project(ev, w), x @ np.asarray(w).T, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("grad_path", ["scatter", "dense"])
 @pytest.mark.parametrize("density", [0.1, 0.6])
-def test_project_gradients_equal_dense(getkey, density):
+def test_project_gradients_equal_dense(getkey, density, grad_path, monkeypatch):
+    # weights above `_SCATTER_GRAD_MAX` entries take their gradient from a dense matmul
+    limit = 1 << 40 if grad_path == "scatter" else 0
+    monkeypatch.setattr(snnx.events, "_SCATTER_GRAD_MAX", limit)
     x = _raster(3, (5, 8, 40), density)
     ev = SpikeEvents.from_dense(x)
     w = jax.random.normal(getkey(), (7, 40))
