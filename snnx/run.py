@@ -12,6 +12,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 
 from .events import SpikeEvents, project
 from .layers._util import call_stateless, is_stateful
+from .layers.pool import tiled_pool
 from .layers.sequential import LayerRecord, Sequential
 from .layers.sparse import SparseLinear
 
@@ -159,6 +160,8 @@ def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
                 h = _linear_all_steps(layer, h)
             elif isinstance(layer, SparseLinear):
                 h = _linear_all_steps(layer, h)
+            elif (pool := tiled_pool(layer)) is not None:
+                h = pool(h)
             elif k_i is None:
                 h = jax.vmap(lambda x, lyr=layer: call_stateless(lyr, x, None))(h)
             else:
