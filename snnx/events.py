@@ -155,13 +155,7 @@ class SpikeEvents(eqx.Module):
 
     def to_dense(self, dtype=jnp.float32) -> Array:
         """The spikes as a 0/1 array `(..., T, n_in)` (one scatter; works inside `jit`)."""
-        lead = self.index.shape[:-1]
-        flat = self.index.reshape(-1, self.index.shape[-1])
-        rows = jnp.arange(flat.shape[0])[:, None]
-        # The padding index `n_in` is out of bounds: its writes are dropped (2x faster on
-        # CPU than writing into an extra column and slicing it off).
-        dense = jnp.zeros((flat.shape[0], self.n_in), dtype).at[rows, flat].set(1, mode="drop")
-        return dense.reshape(lead + (self.n_in,))
+        return _densify(self.index, self.n_in, dtype)
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -175,6 +169,16 @@ class SpikeEvents(eqx.Module):
                 f"and event axes must stay whole (got item {item!r})."
             )
         return SpikeEvents(index, self.n_in)
+
+
+def _densify(index: Array, n_in: int, dtype) -> Array:
+    """The 0/1 raster `(..., T, n_in)` of an event table `(..., T, max_events)`."""
+    flat = index.reshape(-1, index.shape[-1])
+    rows = jnp.arange(flat.shape[0])[:, None]
+    # The padding index `n_in` is out of bounds: its writes are dropped (2x faster on CPU
+    # than writing into an extra column and slicing it off).
+    dense = jnp.zeros((flat.shape[0], n_in), dtype).at[rows, flat].set(1, mode="drop")
+    return dense.reshape(index.shape[:-1] + (n_in,))
 
 
 def _gather_sum(index: Array, w_t: Array) -> Array:
@@ -231,11 +235,7 @@ def _event_matmul_tangent(index: Array, d_weight: Array) -> Array:
 def _dense_tangent(index: Array, d_weight: Array) -> Array:
     # The same linear map as a matmul with the densified events; its transpose is the dense
     # weight gradient `x.T @ cotangent`, blocked for the cache by the matmul library.
-    n = d_weight.shape[1]
-    flat = index.reshape(-1, index.shape[-1])
-    rows = jnp.arange(flat.shape[0])[:, None]
-    x = jnp.zeros((flat.shape[0], n), d_weight.dtype).at[rows, flat].set(1, mode="drop")
-    return (x @ d_weight.T).reshape(index.shape[:-1] + (d_weight.shape[0],))
+    return _densify(index, d_weight.shape[1], d_weight.dtype) @ d_weight.T
 
 
 @_event_matmul.defjvp
