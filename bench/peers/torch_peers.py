@@ -33,6 +33,14 @@ import torch  # noqa: E402
 from common import max_rss_bytes, summarise  # noqa: E402
 
 TAU = 10.0
+# `BENCH_TORCH_DEVICE=cuda` runs the torch peers on the GPU (bench/run.py sets it when JAX's
+# backend is a GPU and torch sees one); timings then synchronise after every step.
+DEVICE = torch.device(os.environ.get("BENCH_TORCH_DEVICE", "cpu"))
+
+
+def _sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def data(cfg, seed=0):
@@ -42,7 +50,7 @@ def data(cfg, seed=0):
          < cfg["density"]).astype(np.float32)
     y = rng.integers(0, cfg.get("n_out", 2), cfg["B"])
     x = np.ascontiguousarray(np.swapaxes(x, 0, 1))  # time-major (T, B, ...)
-    return torch.from_numpy(x), torch.from_numpy(y)
+    return torch.from_numpy(x).to(DEVICE), torch.from_numpy(y).to(DEVICE)
 
 
 CONFIGS = {
@@ -225,7 +233,7 @@ def norse_net_b(cfg):
 
         def forward(self, xs):
             cur = self.fc1(xs)  # the input projection for all T at once
-            z = torch.zeros(cur.shape[1:])
+            z = torch.zeros(cur.shape[1:], device=cur.device)
             s, outs = None, []
             for t in range(cur.shape[0]):
                 z, s = self.lif1(cur[t] + self.rec(z), s)  # spikes of t-1 fed back
@@ -313,7 +321,7 @@ def main():
             cfg[key] = int(os.environ[f"BENCH_{key}"])
     xs, y = data(cfg)
     torch.manual_seed(0)
-    net = NETS[(lib, workload)](cfg)
+    net = NETS[(lib, workload)](cfg).to(DEVICE)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     ce = torch.nn.CrossEntropyLoss()
 
@@ -333,11 +341,13 @@ def main():
     t0 = time.perf_counter()
     for _ in range(2):
         step()
+    _sync()
     warm = time.perf_counter() - t0
     samples = []
     for _ in range(rounds):
         t0 = time.perf_counter()
         step()
+        _sync()
         samples.append((time.perf_counter() - t0) * 1e3)
     out = summarise(samples, warm)
     res = step()
@@ -345,8 +355,12 @@ def main():
         out["out_shape"] = list(res.shape)
     else:
         out["loss"] = float(res.detach())
-    out["peak_bytes"] = _peak_rss()
-    out["peak_kind"] = "peak RSS of the process (VmHWM)"
+    if DEVICE.type == "cuda":
+        out["peak_bytes"] = torch.cuda.max_memory_allocated()
+        out["peak_kind"] = "torch.cuda.max_memory_allocated"
+    else:
+        out["peak_bytes"] = _peak_rss()
+        out["peak_kind"] = "peak RSS of the process (VmHWM)"
     print(json.dumps(out))
 
 
