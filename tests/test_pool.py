@@ -25,16 +25,21 @@ def test_tiled_pool_equals_equinox_with_ties(layer, shape):
     rng = np.random.default_rng(0)
     x = jnp.asarray(np.round(rng.normal(size=shape)).astype(np.float32))
     pool, ref = tiled_pool(layer), jax.vmap(layer)
-    np.testing.assert_array_equal(pool(x), ref(x))
+    is_max = type(layer).__name__.startswith("Max")
+    if is_max:
+        np.testing.assert_array_equal(pool(x), ref(x))
+    else:  # a mean: the summation order may differ by backend (1 ulp on GPU)
+        np.testing.assert_allclose(pool(x), ref(x), rtol=1e-6)
     c = jnp.asarray(rng.normal(size=ref(x).shape).astype(np.float32))
     g = jax.jit(jax.grad(lambda x: jnp.sum(pool(x) * c)))(x)
     g_ref = jax.grad(lambda x: jnp.sum(ref(x) * c))(x)
-    if type(layer).__name__.startswith("Max"):
+    if is_max:
         np.testing.assert_array_equal(g, g_ref)
     else:  # the mean's 1/size is applied in another order: equal to float rounding
         np.testing.assert_allclose(g, g_ref, rtol=1e-6)
     v = jnp.asarray(rng.normal(size=shape).astype(np.float32))
-    np.testing.assert_array_equal(jax.jvp(pool, (x,), (v,))[1], jax.jvp(ref, (x,), (v,))[1])
+    np.testing.assert_allclose(jax.jvp(pool, (x,), (v,))[1], jax.jvp(ref, (x,), (v,))[1],
+                               rtol=0 if is_max else 1e-6)
 
 
 def test_tiled_pool_declines_overlapping_or_padded_windows():
