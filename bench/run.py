@@ -163,7 +163,7 @@ def run_a(res, q):
     builders = {"snnx": shd.build_snnx,
                 "snnx (events)": functools.partial(shd.build_snnx, events=True),
                 "snnx (time-major vmap)": shd.build_snnx_time_major,
-                "handwritten": shd.build_handwritten,
+                "handwritten": _handwritten(shd.build_handwritten),
                 "spyx": jax_peers.build_spyx_a, "jaxpike": jax_peers.build_jaxpike_a}
     for kind in ("train", "forward"):
         rows = _group(res, "a", kind, builders, cfg, data, q["rounds"], q["per_round"])
@@ -274,7 +274,7 @@ def run_simple(res, q, mod, cfg, tag, rounds):
     from peers import jax_peers
 
     net = tag[0]  # "b", "c" or "d N=..."
-    builders = {"snnx": mod.build_snnx, "handwritten": mod.build_handwritten}
+    builders = {"snnx": mod.build_snnx, "handwritten": _handwritten(mod.build_handwritten)}
     if net in ("b", "d"):  # 3% input spikes: the event-driven first projection
         builders["snnx (events)"] = functools.partial(mod.build_snnx, events=True)
     if net == "c":  # compiled as snnx.fit compiles (snnx.compiler_options())
@@ -298,6 +298,17 @@ def run_simple(res, q, mod, cfg, tag, rounds):
             for lib, row in rows.items():
                 if "median_ms" in row:
                     row["speedup_of_events"] = row["median_ms"] / best[0]["median_ms"]
+
+
+def _handwritten(build):
+    """The hand-written reference with the scan unroll an expert picks for the backend: 1 on
+    CPU, 8 on GPU/TPU (the unroll study measures both; on an H200, unroll 1 made (a)'s
+    training step 5x slower than unroll 8)."""
+    import functools
+
+    import jax
+
+    return functools.partial(build, unroll=1 if jax.default_backend() == "cpu" else 8)
 
 
 def inner(args):
