@@ -160,8 +160,8 @@ def _layer_major(seq: Sequential, xs, states, keys, *, unroll, remat, record):
                 h = _linear_all_steps(layer, h)
             elif isinstance(layer, SparseLinear):
                 h = _linear_all_steps(layer, h)
-            elif (pool := tiled_pool(layer)) is not None:
-                h = pool(h)
+            elif (pool := tiled_pool(layer)) is not None and h.ndim == layer.num_spatial_dims + 2:
+                h = pool(h)  # (T, channels, *spatial); other ranks get equinox's own error
             elif k_i is None:
                 h = jax.vmap(lambda x, lyr=layer: call_stateless(lyr, x, None))(h)
             else:
