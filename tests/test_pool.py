@@ -69,3 +69,11 @@ def test_conv_net_layer_major_equals_step_major(getkey):
     np.testing.assert_allclose(l_layer, l_step, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(g_layer), jax.tree.leaves(g_step)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_run_rejects_a_pool_input_without_channels():
+    # layer-major must not pool (T, H, W) as if T were channels: equinox's error, as step-major
+    model = snnx.Sequential([eqx.nn.MaxPool2d(2, 2), snnx.LIF(5.0)])
+    for mode in ("layer", "step"):
+        with pytest.raises(ValueError, match="cannot take an input of shape"):
+            snnx.run(model, jnp.ones((4, 6, 6)), mode=mode)
