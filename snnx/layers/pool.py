@@ -39,16 +39,12 @@ def _windows(x, kernel):
     return x.reshape(lead + out + (math.prod(kernel),))
 
 
-def _window_max(x, kernel):
-    return _window_max_impl(x, kernel)
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _window_max_impl(x, kernel):
+def _window_max(x, kernel):
     return _windows(x, kernel).max(axis=-1)
 
 
-@_window_max_impl.defjvp
+@_window_max.defjvp
 def _window_max_jvp(kernel, primals, tangents):
     (x,), (t,) = primals, tangents
     w = _windows(x, kernel)
