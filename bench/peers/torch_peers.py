@@ -33,8 +33,8 @@ import torch  # noqa: E402
 from common import max_rss_bytes, summarise  # noqa: E402
 
 TAU = 10.0
-# `BENCH_TORCH_DEVICE=cuda` runs the torch peers on the GPU (bench/run.py sets it when JAX's
-# backend is a GPU and torch sees one); timings then synchronise after every step.
+# `BENCH_TORCH_DEVICE=cuda` runs the torch peers on the GPU (bench/run.py sets it, unless
+# already set, when JAX's backend is a GPU); timings then synchronise after every step.
 DEVICE = torch.device(os.environ.get("BENCH_TORCH_DEVICE", "cpu"))
 
 

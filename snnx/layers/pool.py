@@ -56,6 +56,10 @@ def _window_max_jvp(kernel, primals, tangents):
     return w.max(axis=-1), jnp.sum(jnp.where(first, _windows(t, kernel), 0), axis=-1)
 
 
+def _window_mean(x, kernel):
+    return _windows(x, kernel).sum(axis=-1) / math.prod(kernel)
+
+
 def tiled_pool(layer):
     """A function applying the equinox pooling `layer` to inputs with any leading axes
     `(..., channels, d_1, ..., d_N)`, or None when the layer's windows do not tile its input
@@ -78,24 +82,14 @@ def tiled_pool(layer):
     if any(tuple(p) != (0, 0) for p in layer.padding):
         return None
     n = len(kernel)
+    reduce = _window_max if type(layer) in _MAX_POOLS else _window_mean
 
-    def check(x):
+    def pool(x):
         if x.ndim < n + 1:
             raise ValueError(
                 f"{type(layer).__name__} needs inputs of shape (channels, {n} spatial axes), "
                 f"got shape {x.shape}."
             )
-
-    if type(layer) in _MAX_POOLS:
-
-        def pool(x):
-            check(x)
-            return _window_max(x, kernel)
-
-    else:
-
-        def pool(x):
-            check(x)
-            return _windows(x, kernel).sum(axis=-1) / math.prod(kernel)
+        return reduce(x, kernel)
 
     return pool
