@@ -6,6 +6,7 @@ threads that state through a compiled `lax.scan`.
 
 from . import (
     encoders as encoders,
+    engine as engine,
     events as events,
     layers as layers,
     losses as losses,
@@ -17,8 +18,18 @@ from . import (
     spikes as spikes,
     train as train,
 )
+from .engine import (
+    NoRemat as NoRemat,
+    Remat as Remat,
+    compiler_options as compiler_options,
+    default_unroll as default_unroll,
+    run as run,
+)
 from .events import SpikeEvents as SpikeEvents
 from .layers import (
+    AbstractAllSteps as AbstractAllSteps,
+    AbstractEventReader as AbstractEventReader,
+    AbstractStatefulLayer as AbstractStatefulLayer,
     Delay as Delay,
     Flatten as Flatten,
     Graph as Graph,
@@ -36,6 +47,7 @@ from .neurons import (
     IF as IF,
     LI as LI,
     LIF as LIF,
+    AbstractContinuousNeuron as AbstractContinuousNeuron,
     AbstractNeuron as AbstractNeuron,
     AdEx as AdEx,
     CuBaLI as CuBaLI,
@@ -45,12 +57,8 @@ from .neurons import (
     trainable_spec as trainable_spec,
 )
 from .nir import from_nir as from_nir, to_nir as to_nir
-from .run import (
-    compiler_options as compiler_options,
-    default_unroll as default_unroll,
-    run as run,
-)
 from .train import (
+    History as History,
     evaluate as evaluate,
     fit as fit,
     load_checkpoint as load_checkpoint,

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
+from ._rates import spike_rates
+
 __all__ = [
     "ce_rate",
     "ce_count",
@@ -247,21 +249,6 @@ def ce_first_spike(
     return _ce(-scale * first_spike_times(outputs), labels)
 
 
-def _rates(spikes, time_axis, per):
-    if isinstance(spikes, tuple) and hasattr(spikes, "output"):  # a LayerRecord
-        spikes = spikes.output
-    spikes = jnp.asarray(spikes)
-    if spikes.ndim < 2:
-        raise ValueError(
-            f"`spikes` must have shape (batch, time, *neurons), got {spikes.shape}."
-        )
-    if per not in ("neuron", "layer"):
-        raise ValueError(f"`per` must be 'neuron' or 'layer', got {per!r}.")
-    spikes = jnp.moveaxis(spikes, time_axis, 1)
-    per_neuron = jnp.mean(spikes, axis=(0, 1))
-    return per_neuron if per == "neuron" else jnp.mean(per_neuron)
-
-
 def rate_upper(
     spikes: Float[ArrayLike, " batch time *neurons"] | PyTree,
     max_rate: float,
@@ -292,7 +279,7 @@ def rate_upper(
 
     A non-negative scalar, zero when every rate is within the bound.
     """
-    r = _rates(spikes, time_axis, per)
+    r = spike_rates(spikes, time_axis, per)
     return jnp.mean(jax.nn.relu(r - max_rate) ** 2)
 
 
@@ -311,6 +298,6 @@ def rate_lower(
 
     A non-negative scalar, zero when every rate is at least `min_rate`.
     """
-    r = _rates(spikes, time_axis, per)
+    r = spike_rates(spikes, time_axis, per)
     return jnp.mean(jax.nn.relu(min_rate - r) ** 2)
 

@@ -12,7 +12,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from . import losses as _losses
+from ._rates import spike_rates
 from .layers._util import is_stateful
+from .layers.sequential import Sequential
 
 __all__ = [
     "predict_rate",
@@ -161,12 +163,12 @@ def firing_rates(spikes, *, time_axis: int = 1) -> Float[Array, "*neurons"]:
 
     An array of shape `neurons`.
     """
-    return _losses._rates(spikes, time_axis, "neuron")
+    return spike_rates(spikes, time_axis, "neuron")
 
 
 def _spiking_layers(model, records):
     """(layer, record) pairs of the stateful layers of a `Sequential` and its records."""
-    layers = getattr(model, "layers", (model,))
+    layers = model.layers if isinstance(model, Sequential) else (model,)
     if len(layers) != len(records):
         raise ValueError(
             f"`records` has {len(records)} entries but `model` has {len(layers)} layers; pass "
@@ -220,7 +222,7 @@ def synaptic_operations(model, xs, records, *, batched: bool = False) -> dict:
     `{"effective_acs": int, "effective_macs": int, "dense": int}` summed over time (and
     batch), and `"per_sample"` dividing the three by the batch size (1 if unbatched).
     """
-    layers = getattr(model, "layers", None)
+    layers = model.layers if isinstance(model, Sequential) else None
     if layers is None or len(layers) != len(records):
         raise ValueError(
             "`model` must be the `snnx.Sequential` that produced `records` (one record per "

@@ -5,6 +5,8 @@ if given (else a new figure), and returns `(figure, axes)`. In a script that onl
 files, select the non-interactive backend first: `matplotlib.use("Agg")`.
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 
 __all__ = ["raster", "membrane", "rate_histogram", "training_curves"]
@@ -134,13 +136,13 @@ def rate_histogram(spikes, *, dt: float = 1.0, bins: int = 20, ax=None,
     return fig, ax
 
 
-def training_curves(history: dict, *, axes=None):
+def training_curves(history: Mapping, *, axes=None):
     """Loss and accuracy per epoch from the history returned by `snnx.fit`.
 
     **Arguments:**
 
-    - `history`: the dict from `snnx.fit` (keys `loss`, `accuracy`, and with evaluation data
-        `eval_loss`, `eval_accuracy`).
+    - `history`: the `snnx.History` from `snnx.fit`, or a dict like it (keys `loss`,
+        `accuracy`, and with evaluation data `eval_loss`, `eval_accuracy`).
     - `axes`: optional pair of Axes `(loss_ax, accuracy_ax)`.
 
     **Returns:**
@@ -151,8 +153,11 @@ def training_curves(history: dict, *, axes=None):
 
     `ValueError` if `history` has no `loss` entries.
     """
-    if not isinstance(history, dict) or not history.get("loss"):
-        raise ValueError("`history` must be the dict returned by `snnx.fit`, with a `loss` list.")
+    if not isinstance(history, Mapping) or not history.get("loss"):
+        raise ValueError(
+            "`history` must be the `snnx.History` returned by `snnx.fit` (or a dict like it), "
+            "with a `loss` list."
+        )
     if axes is None:
         fig, axes = _pyplot().subplots(1, 2, figsize=(9, 3.5), layout="constrained")
     else:

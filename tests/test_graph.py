@@ -106,16 +106,6 @@ def test_graph_errors_name_node_and_edge(getkey):
         Graph({"input": lin}, [("input", "output")])
 
 
-def _scan_stateful(layer, xs, state, keys):
-    def step(s, inp):
-        x, k = inp
-        y, s = layer(x, s, key=k)
-        return s, y
-
-    state, ys = jax.lax.scan(step, state, (xs, keys))
-    return ys, state
-
-
 def test_layer_major_equals_step_major_for_dags(getkey):
     inner = Graph({"fc": eqx.nn.Linear(4, 4, key=getkey()), "li": snnx.LI(tau=2.0)},
                   [("input", "fc"), ("fc", "li"), ("li", "output"), ("input", "output")])
@@ -128,16 +118,14 @@ def test_layer_major_equals_step_major_for_dags(getkey):
     )
     xs, key = _xs(getkey(), T=12), getkey()
     step, s_step = snnx.run(graph, xs, key=key, mode="step")
-    keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(12))
-    layer, s_layer = graph._layer_major(xs, graph.init_state((3,)), keys, _scan_stateful)
+    layer, s_layer = snnx.run(graph, xs, key=key, mode="layer")
     np.testing.assert_allclose(np.asarray(layer), np.asarray(step), rtol=1e-6, atol=1e-6)
     assert eqx.tree_equal(s_layer, s_step, rtol=1e-6, atol=1e-6)
     assert float(jnp.sum(step != 0)) > 10
     det = eqx.nn.inference_mode(graph)
-    no_key, _ = det._layer_major(xs, det.init_state((3,)), None,
-                                 lambda lay, h, s, k: _scan_stateful(lay, h, s, None))
+    no_key, _ = snnx.run(det, xs, mode="layer")
     np.testing.assert_allclose(np.asarray(no_key), np.asarray(snnx.run(det, xs)[0]), rtol=1e-6)
     cyclic = Graph({"lif": snnx.LIF(tau=2.0), "w": eqx.nn.Linear(4, 4, key=getkey())},
                    [("input", "lif"), ("lif", "w"), ("w", "lif"), ("lif", "output")])
     with pytest.raises(ValueError, match=r"feedback edges \('w' -> 'lif'\) must run step-major"):
-        cyclic._layer_major(_xs(getkey(), n=4), cyclic.init_state((4,)), None, _scan_stateful)
+        snnx.run(cyclic, _xs(getkey(), n=4), mode="layer")

@@ -1,5 +1,15 @@
-"""Layers: stateful composition and recurrence. Stateless layers come from `equinox.nn`."""
+"""Layers: the layer contract, stateful composition, recurrence, delays, sparse projections.
 
+Stateless layers come from `equinox.nn` or are plain functions; see `_abstract.py` for what
+a layer declares.
+"""
+
+from ._abstract import (
+    AbstractAllSteps as AbstractAllSteps,
+    AbstractEventReader as AbstractEventReader,
+    AbstractStatefulLayer as AbstractStatefulLayer,
+    LayerRecord as LayerRecord,
+)
 from ._util import is_stateful as is_stateful
 from .basic import (
     Flatten as Flatten,
@@ -10,5 +20,5 @@ from .basic import (
 from .delay import Delay as Delay, DelayState as DelayState
 from .graph import Graph as Graph, GraphState as GraphState
 from .recurrent import Recurrent as Recurrent, RecurrentState as RecurrentState
-from .sequential import LayerRecord as LayerRecord, Sequential as Sequential
+from .sequential import Sequential as Sequential
 from .sparse import SparseLinear as SparseLinear

@@ -9,17 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import float_array
 from ..spikes import AbstractSurrogate, FastSigmoid
-
-
-def _float_array(cls: str, name: str, value: ArrayLike) -> Array:
-    try:
-        arr = jnp.asarray(value, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{cls} `{name}` must be a number or a float array, got {value!r}.") from e
-    if not isinstance(arr, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(arr))):
-        raise ValueError(f"{cls} `{name}` must be finite, got {value!r}.")
-    return arr
 
 
 class Scale(eqx.Module):
@@ -34,7 +25,7 @@ class Scale(eqx.Module):
     scale: Float[Array, "*shape"]
 
     def __init__(self, scale: Float[ArrayLike, "*shape"]):
-        self.scale = _float_array("Scale", "scale", scale)
+        self.scale = float_array("Scale", "scale", scale)
 
     def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
         return x * self.scale
@@ -60,7 +51,7 @@ class Threshold(eqx.Module):
         *,
         surrogate: AbstractSurrogate | None = None,
     ):
-        self.threshold = _float_array("Threshold", "threshold", threshold)
+        self.threshold = float_array("Threshold", "threshold", threshold)
         if surrogate is None:
             surrogate = FastSigmoid()
         if not isinstance(surrogate, AbstractSurrogate):

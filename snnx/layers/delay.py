@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from ..neurons._base import _check_dt, _shape_tuple
+from .._checks import broadcasts_to, check_dt, shape_tuple
+from ._abstract import AbstractAllSteps, AbstractStatefulLayer
 
 
 class DelayState(NamedTuple):
@@ -18,7 +19,7 @@ class DelayState(NamedTuple):
     position: Array
 
 
-class Delay(eqx.Module):
+class Delay(AbstractStatefulLayer, AbstractAllSteps):
     r"""Delays each channel of its input by a fixed time (NIR `Delay`): $y(t) = x(t - d)$.
 
     Delays are given in time units and discretised to whole steps,
@@ -26,7 +27,8 @@ class Delay(eqx.Module):
     not a whole multiple of `dt`); a delay of zero steps passes the input through in the
     same step. Before the first $k$ steps have
     passed, the output is 0 (the signal was silent before time 0). The state is a ring
-    buffer of the last $\max k + 1$ inputs.
+    buffer of the last $\max k + 1$ inputs. Over a whole sequence (`snnx.run`, layer-major)
+    the delay is one shifted read of the input, not a scan.
 
     ```python
     delay = snnx.Delay(jnp.array([0.0, 2.0, 5.0]), dt=1.0)   # per-channel delays
@@ -49,7 +51,7 @@ class Delay(eqx.Module):
     dt: float = eqx.field(static=True)
 
     def __init__(self, delay: Float[ArrayLike, "*shape"], *, dt: float = 1.0):
-        dt = _check_dt("Delay", dt)
+        dt = check_dt("Delay", dt)
         d = np.asarray(delay, dtype=np.float64)
         if not np.all(np.isfinite(d)):
             raise ValueError(f"Delay `delay` must be finite, got {delay!r}.")
@@ -89,12 +91,8 @@ class Delay(eqx.Module):
 
         A `DelayState`.
         """
-        shape = _shape_tuple(shape)
-        try:
-            out = np.broadcast_shapes(self.steps.shape, shape)
-        except ValueError:
-            out = None
-        if out != shape:
+        shape = shape_tuple(shape)
+        if not broadcasts_to(self.steps.shape, shape):
             raise ValueError(
                 f"Delay `delay` has shape {self.steps.shape}, which does not broadcast to the "
                 f"input shape {shape}; give a scalar or an array of shape {shape}."
@@ -113,3 +111,24 @@ class Delay(eqx.Module):
         index = (state.position - jnp.broadcast_to(self.steps, shape)) % size
         y = jnp.take_along_axis(buffer, index[None], axis=0)[0]
         return y, DelayState(buffer, (state.position + 1) % size)
+
+    def all_steps(self, xs, state: DelayState, *, keys, context):
+        """All steps at once: the buffer's inputs in time order, then `xs`, read `k` back.
+
+        Equal to stepping the ring buffer, final state included; with `record` the
+        buffer after every step is needed, so the layer is then scanned.
+        """
+        if context.record:
+            return context.scan(self, xs, state, keys)
+        size, T = self.max_steps + 1, xs.shape[0]
+        shape = xs.shape[1:]
+        # Input j steps before the first one sits at `position - j`; oldest first.
+        past = state.buffer[(state.position - size + jnp.arange(size)) % size]
+        history = jnp.concatenate([past, xs.astype(state.buffer.dtype)])
+        steps = jnp.broadcast_to(self.steps, shape)
+        index = size + jnp.arange(T).reshape((T,) + (1,) * len(shape)) - steps[None]
+        ys = jnp.take_along_axis(history, index, axis=0)
+        # After T steps, slot s of the ring holds the latest input written there.
+        position = (state.position + T) % size
+        last = size + T - 1 - (position - 1 - jnp.arange(size)) % size
+        return ys, DelayState(history[last], position), None

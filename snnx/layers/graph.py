@@ -1,6 +1,5 @@
 """`snnx.Graph`: a stateful layer that runs any directed graph of layers, cycles included."""
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -9,7 +8,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from ._util import call_stateless, is_stateful, layer_name
+from .._checks import shape_tuple
+from ..events import SpikeEvents
+from ._abstract import AbstractEventReader, AbstractStatefulLayer
+from ._shapes import propagate
+from ._util import call_stateless, is_stateful, layer_name, stateful_hint
 
 
 class GraphState(NamedTuple):
@@ -20,18 +23,15 @@ class GraphState(NamedTuple):
     feedback: dict[str, Array]
 
 
-def _takes_dtype(layer) -> bool:
-    try:
-        return "dtype" in inspect.signature(layer.init_state).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _fmt(edges) -> str:
     return ", ".join(f"({s!r} -> {d!r})" for s, d in edges)
 
 
-class Graph(eqx.Module):
+def _dense(x):
+    return x.to_dense() if isinstance(x, SpikeEvents) else x
+
+
+class Graph(AbstractStatefulLayer, AbstractEventReader):
     """A directed graph of layers, run one time step at a time (NIR semantics).
 
     Nodes are any layers `snnx.Sequential` accepts: stateless ones (`equinox.nn.Linear`,
@@ -53,8 +53,12 @@ class Graph(eqx.Module):
          "rec": eqx.nn.Linear(3, 3, use_bias=False, key=k2)},
         [("input", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")],
     )
-    ys, state = snnx.run(graph, xs)      # step-major
+    ys, state = snnx.run(graph, xs)      # step-major: the graph has a feedback edge
     ```
+
+    **Execution.** `snnx.run` runs a graph without feedback edges node-major (like
+    `snnx.Sequential`: each node over all time steps, one matmul per `Linear`), and a graph
+    with feedback edges step by step. Both orders give the same numbers.
 
     **Arguments:**
 
@@ -102,6 +106,8 @@ class Graph(eqx.Module):
                     f"Graph node {name!r} must be a layer, neuron or function, got "
                     f"{type(layer).__name__}."
                 )
+            if stateful_hint(layer):
+                raise TypeError(f"Graph node {name!r}:{stateful_hint(layer)}")
         try:
             edges = tuple((str(s), str(d)) for s, d in edges)
         except (TypeError, ValueError):
@@ -195,9 +201,7 @@ class Graph(eqx.Module):
         return tuple(self._propagate(shape, dtype)[1].shape)
 
     def _propagate(self, shape, dtype):
-        if isinstance(shape, int):
-            shape = (shape,)
-        shape = tuple(int(s) for s in shape)
+        shape = shape_tuple(shape)
         structs = {self.input: jax.ShapeDtypeStruct(shape, dtype)}
         in_shapes, states = {}, {}
         for name in self.order:
@@ -224,18 +228,7 @@ class Graph(eqx.Module):
                 continue
             layer = self.nodes[name]
             try:
-                if is_stateful(layer):
-                    s = layer.init_state(x.shape, dtype) if _takes_dtype(layer) else (
-                        layer.init_state(x.shape)
-                    )
-                    y = jax.eval_shape(
-                        lambda xx, ss, lay=layer: lay(xx, ss, key=jax.random.key(0))[0], x, s
-                    )
-                else:
-                    s = None
-                    y = jax.eval_shape(
-                        lambda xx, lay=layer: call_stateless(lay, xx, jax.random.key(0)), x
-                    )
+                s, y = propagate(layer, x, dtype)
             except Exception as e:
                 raise ValueError(
                     f"Graph node {name!r} ({layer_name(layer)}) cannot take an input of shape "
@@ -304,27 +297,23 @@ class Graph(eqx.Module):
         feedback = {s: values[s] for s in state.feedback}
         return values[self.output], GraphState(new_states, feedback)
 
-    def _layer_major(self, xs, state: GraphState, keys, scan_stateful, apply_stateless=None):
+    def has_all_steps(self) -> bool:
+        """False for a graph with feedback edges: each step needs the previous one's output,
+        so it runs step by step (also inside a layer-major `Sequential`)."""
+        return not self.feedback_edges
+
+    def all_steps(self, xs, state: GraphState, *, keys, context):
         """Run a graph without feedback edges over a whole sequence, node after node.
 
-        Every stateless node sees all time steps at once (one large matmul), and each
-        stateful node is scanned on its own, as `snnx.run` does for `snnx.Sequential`.
-        Same numbers as stepping the graph: node `i` at step `t` gets
-        `split(keys[t], n_nodes)[i]`, as in `__call__`.
+        Every node runs over all time steps the way `snnx.run` runs a layer (stateless
+        nodes at once, one matmul per `Linear`; stateful ones scanned or by their own
+        all-steps form). Same numbers as stepping the graph: node `i` at step `t` gets
+        `split(keys[t], n_nodes)[i]`, as in `__call__`. An `snnx.SpikeEvents` input reaches
+        the nodes fed by the input alone as events, and is densified where it is summed.
 
-        **Arguments:**
+        **Raises:**
 
-        - `xs`: inputs with time first, `(T, *input_shape)`.
-        - `state`: from `init_state`.
-        - `keys`: `None` or one key per step, shape `(T,)`.
-        - `scan_stateful`: `(layer, xs, state, keys) -> (ys, state)`, scanning one stateful
-            layer over time (`snnx.run` passes its own, with `unroll` and `remat`).
-        - `apply_stateless`: `(layer, xs, keys) -> ys`, one stateless layer on all steps;
-            default `jax.vmap` over time (`snnx.run` may pass its faster paths).
-
-        **Returns:**
-
-        `(outputs, final_state)`.
+        `ValueError` for a graph with feedback edges.
         """
         if self.feedback_edges:
             raise ValueError(
@@ -336,31 +325,20 @@ class Graph(eqx.Module):
         if keys is not None:
             node_keys = jax.vmap(lambda k: jax.random.split(k, len(names)))(keys)
         values = {self.input: xs}
-        new_states = dict(state.nodes)
+        new_states, traces = dict(state.nodes), {}
         for name in self.order:
             if name == self.input:
                 continue
             fwd, _ = self._incoming(name)
             h = values[fwd[0][0]]
             for s, _ in fwd[1:]:
-                h = h + values[s]
+                h = _dense(h) + _dense(values[s])
             if name == self.output:
-                values[name] = h
+                values[name] = _dense(h)
                 continue
-            layer = self.nodes[name]
             k = None if node_keys is None else node_keys[:, names.index(name)]
-            if isinstance(layer, Graph) and not layer.feedback_edges:
-                values[name], new_states[name] = layer._layer_major(
-                    h, state.nodes[name], k, scan_stateful, apply_stateless
-                )
-            elif is_stateful(layer):
-                values[name], new_states[name] = scan_stateful(layer, h, state.nodes[name], k)
-            elif apply_stateless is not None:
-                values[name] = apply_stateless(layer, h, k)
-            elif k is None:
-                values[name] = jax.vmap(lambda x, lay=layer: call_stateless(lay, x, None))(h)
-            else:
-                values[name] = jax.vmap(
-                    lambda x, kk, lay=layer: call_stateless(lay, x, kk)
-                )(h, k)
-        return values[self.output], GraphState(new_states, state.feedback)
+            values[name], new_states[name], traces[name] = context.run_layer(
+                self.nodes[name], h, state.nodes[name], k
+            )
+        trace = GraphState(traces, {}) if context.record else None
+        return values[self.output], GraphState(new_states, state.feedback), trace

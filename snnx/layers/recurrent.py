@@ -1,12 +1,16 @@
 """Recurrent connections around any neuron."""
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from .._checks import is_int, shape_tuple
+from ._abstract import AbstractStatefulLayer
+from ._util import init_layer_state, is_stateful
 
 
 class RecurrentState(NamedTuple):
@@ -16,7 +20,7 @@ class RecurrentState(NamedTuple):
     output: Array
 
 
-class Recurrent(eqx.Module):
+class Recurrent(AbstractStatefulLayer):
     r"""Adds a learnable recurrent weight matrix to any neuron (RLIF, RCuBaLIF, RALIF...).
 
     $$ y_t, s_t = \text{neuron}(x_t + W y_{t-1},\ s_{t-1}) $$
@@ -35,7 +39,7 @@ class Recurrent(eqx.Module):
         training too). Default False.
     """
 
-    neuron: Any
+    neuron: AbstractStatefulLayer
     weight: Float[Array, "n n"]
     size: int = eqx.field(static=True)
     zero_diagonal: bool = eqx.field(static=True)
@@ -49,12 +53,12 @@ class Recurrent(eqx.Module):
         init_scale: float = 1.0,
         zero_diagonal: bool = False,
     ):
-        if not callable(getattr(neuron, "init_state", None)):
+        if not is_stateful(neuron):
             raise TypeError(
-                f"`neuron` must be a neuron with `init_state` (e.g. `snnx.LIF(...)`), got "
-                f"{type(neuron).__name__}."
+                f"`neuron` must be a neuron with `init_state` (e.g. `snnx.LIF(...)`, any "
+                f"`snnx.layers.AbstractStatefulLayer`), got {type(neuron).__name__}."
             )
-        if not (isinstance(size, int) and size > 0):
+        if not (is_int(size) and size > 0):
             raise ValueError(f"`size` must be a positive int, got {size!r}.")
         if key is None:
             raise ValueError("`key` is required to initialise the recurrent weights.")
@@ -70,13 +74,13 @@ class Recurrent(eqx.Module):
         return self.weight
 
     def init_state(self, shape, dtype=jnp.float32) -> RecurrentState:
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        shape = shape_tuple(shape)
         if shape != (self.size,):
             raise ValueError(
                 f"Recurrent layer of `size={self.size}` needs inputs of shape ({self.size},), got "
                 f"{shape}; set `size` to match the layer before it."
             )
-        neuron_state = self.neuron.init_state(shape)
+        neuron_state = init_layer_state(self.neuron, shape, dtype)
         out = jax.eval_shape(lambda s: self.neuron(jnp.zeros(shape, dtype), s)[0], neuron_state)
         return RecurrentState(neuron_state, jnp.zeros(out.shape, out.dtype))
 

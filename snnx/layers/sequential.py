@@ -1,41 +1,35 @@
 """Stateful composition of stateless layers and neurons."""
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PRNGKeyArray, PyTree
+from jaxtyping import Array, PRNGKeyArray
 
-from ._util import call_stateless, is_stateful, layer_name
+from .._checks import shape_tuple
+from ..events import SpikeEvents
+from ._abstract import AbstractEventReader, AbstractStatefulLayer, LayerRecord
+from ._shapes import propagate
+from ._util import call_stateless, is_stateful, layer_name, stateful_hint
 
-
-class LayerRecord(NamedTuple):
-    """What `snnx.run(..., record=True)` keeps for one layer: outputs and states over time.
-
-    `output` has a leading time axis. `state` is the layer's state after every step (leading
-    time axis on every leaf), or `None` for a stateless layer.
-    """
-
-    output: Array
-    state: PyTree[Array] | None
+__all__ = ["Sequential", "LayerRecord"]
 
 
 def _split(key, n):
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
-def _struct(shape, dtype):
-    return jax.ShapeDtypeStruct(tuple(shape), dtype)
-
-
-class Sequential(eqx.Module):
+class Sequential(AbstractStatefulLayer, AbstractEventReader):
     """A stack of layers applied in order, threading each stateful layer's state.
 
     Layers are stateless callables (`equinox.nn.Linear`, `Conv2d`, pooling, `Dropout`,
     `Lambda`, or plain functions such as `jnp.ravel`) and stateful layers (any neuron,
-    `snnx.Recurrent`, a nested `Sequential`: anything with `init_state`).
+    `snnx.Recurrent`, a nested `Sequential`: any `snnx.layers.AbstractStatefulLayer`).
+
+    `snnx.run` runs it layer-major: every layer over all time steps before the next layer
+    (one matmul per `Linear` for the whole sequence; each neuron scanned on its own).
 
     ```python
     model = snnx.Sequential([
@@ -67,6 +61,8 @@ class Sequential(eqx.Module):
                     f"Sequential layer {i} must be callable (a layer, neuron or function), got "
                     f"{type(layer).__name__}."
                 )
+            if stateful_hint(layer):
+                raise TypeError(f"Sequential layer {i}:{stateful_hint(layer)}")
         self.layers = layers
 
     def __len__(self) -> int:
@@ -95,33 +91,20 @@ class Sequential(eqx.Module):
 
         A tuple with one entry per layer: that layer's state, or `None` if stateless.
         """
-        states, _ = self._init_and_output_shape(_as_shape(shape), dtype)
+        states, _ = self._init_and_output_shape(shape_tuple(shape), dtype)
         return states
 
     def output_shape(self, shape, dtype=jnp.float32) -> tuple[int, ...]:
         """The per-step output shape for a per-step input of `shape`."""
-        return self._init_and_output_shape(_as_shape(shape), dtype)[1].shape
+        return self._init_and_output_shape(shape_tuple(shape), dtype)[1].shape
 
     def _init_and_output_shape(self, shape, dtype):
-        x = _struct(shape, dtype)
+        x = jax.ShapeDtypeStruct(tuple(shape), dtype)
         states = []
         for i, layer in enumerate(self.layers):
             _check_known_input(i, layer, x.shape)
             try:
-                if is_stateful(layer):
-                    state = layer.init_state(x.shape, dtype) if _takes_dtype(layer) else (
-                        layer.init_state(x.shape)
-                    )
-                    # The layer is closed over (not traced), so its static flags stay Python
-                    # values; a dummy key satisfies layers that need one (dropout).
-                    x = jax.eval_shape(
-                        lambda xx, s, lay=layer: lay(xx, s, key=jax.random.key(0))[0], x, state
-                    )
-                else:
-                    state = None
-                    x = jax.eval_shape(
-                        lambda xx, lay=layer: call_stateless(lay, xx, jax.random.key(0)), x
-                    )
+                state, x = propagate(layer, x, dtype)
             except Exception as e:  # re-raised with the layer's position and the shapes
                 raise ValueError(
                     f"Sequential layer {i} ({layer_name(layer)}) cannot take an input of shape "
@@ -153,7 +136,19 @@ class Sequential(eqx.Module):
         y, new_state, _ = self._step(x, state, key, record=False)
         return y, new_state
 
+    def all_steps(self, xs, state, *, keys, context):
+        """Layer-major: each layer over all time steps, then the next (see `snnx.run`)."""
+        ys, states, records = context.run_layers(self.layers, xs, state, keys)
+        trace = tuple(r.state for r in records) if context.record else None
+        return ys, states, trace
+
     def _step(self, x, state, key, record):
+        if isinstance(x, SpikeEvents):
+            raise TypeError(
+                "`x` is an `snnx.SpikeEvents`, but a one-step call takes one step's dense "
+                "input; give the event table to `snnx.run(model, events)`, or pass "
+                "`events.to_dense()`."
+            )
         if not isinstance(state, tuple) or len(state) != len(self.layers):
             raise ValueError(
                 f"`state` must be the tuple of {len(self.layers)} layer states from "
@@ -175,24 +170,6 @@ class Sequential(eqx.Module):
         return x, tuple(new_states), (tuple(records) if record else None)
 
 
-def _takes_dtype(layer) -> bool:
-    import inspect
-
-    try:
-        return "dtype" in inspect.signature(layer.init_state).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _as_shape(shape) -> tuple[int, ...]:
-    if isinstance(shape, int):
-        return (shape,)
-    try:
-        return tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"`shape` must be an int or a tuple of ints, got {shape!r}.") from None
-
-
 def _check_known_input(i, layer, shape):
     """Clear messages for the layers whose expected input we know."""
     if isinstance(layer, eqx.nn.Linear):
@@ -203,10 +180,7 @@ def _check_known_input(i, layer, shape):
                 f"shape {tuple(shape)}; set `in_features={shape[-1] if shape else 'scalar'}` "
                 f"or fix the layer before it (flatten with `jnp.ravel`)."
             )
-    conv_types = tuple(
-        t for t in (getattr(eqx.nn, n, None) for n in ("Conv", "ConvTranspose")) if t
-    )
-    if conv_types and isinstance(layer, conv_types):
+    if isinstance(layer, (eqx.nn.Conv, eqx.nn.ConvTranspose)):
         expected_rank = layer.num_spatial_dims + 1
         if len(shape) != expected_rank or shape[0] != layer.in_channels:
             raise ValueError(

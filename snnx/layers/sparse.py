@@ -5,10 +5,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import is_int
 from ..events import SpikeEvents, project
+from ._abstract import AbstractEventReader
 
 
-class SparseLinear(eqx.Module):
+class SparseLinear(AbstractEventReader):
     r"""A linear layer whose input may be an event table (`snnx.SpikeEvents`).
 
     $$ y = W s + b = \sum_{j:\ s_j = 1} W_{:, j} + b, \qquad s \in \{0, 1\}^{n} $$
@@ -46,7 +48,7 @@ class SparseLinear(eqx.Module):
         self, in_features: int, out_features: int, *, use_bias: bool = True, key: PRNGKeyArray
     ):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not (isinstance(value, int) and value > 0):
+            if not (is_int(value) and value > 0):
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
         lin = eqx.nn.Linear(in_features, out_features, use_bias=use_bias, key=key)
         self.weight = lin.weight
@@ -117,7 +119,22 @@ class SparseLinear(eqx.Module):
                 f"`x` must have a last axis of size in_features={self.in_features}, got shape "
                 f"{x.shape}."
             )
-        y = x.astype(self.weight.dtype) @ self.weight.T
-        if self.bias is not None:
-            y = y + self.bias.reshape((1,) * (y.ndim - 1) + (self.out_features,))
-        return y
+        return dense_projection(x.astype(self.weight.dtype), self.weight, self.bias)
+
+    def all_steps(self, xs, state, *, keys, context):
+        """All time steps at once: one gather-sum for events, one matmul for a raster."""
+        return self(xs), None, None
+
+
+def dense_projection(h, weight, bias):
+    """`h @ W.T + b` over any leading axes (time, and a user's batch).
+
+    Same numbers as `vmap(linear)`, but `vmap(weight @ x)` (and a user's further `vmap`
+    over the batch) puts the feature axis first in the matmul's output and XLA then
+    transposes `(out, B*T)` back to `(B, T, out)` (and the input to `(in, B*T)`): two full
+    copies per layer that made a training step ~1.4x slower than hand-written JAX on CPU.
+    """
+    y = h @ weight.T
+    if bias is not None:
+        y = y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+    return y

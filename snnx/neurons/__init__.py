@@ -1,7 +1,12 @@
-"""Neuron models. Each is an `AbstractNeuron`: `init_state(shape)` and one-step `__call__`."""
+"""Neuron models. Each is an `AbstractNeuron`: `init_state(shape)` and one-step `__call__`;
+the built-in ones are `AbstractContinuousNeuron`s (also `vector_field`, `spike_condition`,
+`reset`) whose parameters are stored by `AbstractParametrisedNeuron` (`_params.py`)."""
 
-from ._base import (
+from ._abstract import (
+    AbstractContinuousNeuron as AbstractContinuousNeuron,
     AbstractNeuron as AbstractNeuron,
+)
+from ._params import (
     AbstractParametrisedNeuron as AbstractParametrisedNeuron,
     trainable_spec as trainable_spec,
 )

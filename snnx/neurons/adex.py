@@ -6,11 +6,10 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import shape_tuple
 from ..spikes import AbstractSurrogate, FastSigmoid
-from ._base import (
-    AbstractParametrisedNeuron,
-    _shape_tuple,
-)
+from ._abstract import AbstractContinuousNeuron
+from ._params import AbstractParametrisedNeuron
 
 
 class AdExState(NamedTuple):
@@ -20,7 +19,7 @@ class AdExState(NamedTuple):
     w: Array
 
 
-class AdEx(AbstractParametrisedNeuron):
+class AdEx(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""Adaptive exponential integrate-and-fire neuron (Brette & Gerstner 2005).
 
     Units: mV, ms, pF, nS, pA (these are consistent: nS·mV = pA, pF·mV/ms = pA).
@@ -87,7 +86,7 @@ class AdEx(AbstractParametrisedNeuron):
         )
 
     def init_state(self, shape, dtype=jnp.float32) -> AdExState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         return AdExState(jnp.broadcast_to(self.e_l, shape).astype(dtype), jnp.zeros(shape, dtype))
 

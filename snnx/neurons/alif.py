@@ -6,15 +6,11 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import shape_tuple
 from ..spikes import AbstractSurrogate
-from ._base import (
-    AbstractParametrisedNeuron,
-    Method,
-    ResetMode,
-    _apply_reset,
-    _decay_and_gain,
-    _shape_tuple,
-)
+from ._abstract import AbstractContinuousNeuron
+from ._dynamics import Method, ResetMode, apply_reset, decay_and_gain, reset_membrane
+from ._params import AbstractParametrisedNeuron, log_parameter
 
 
 class ALIFState(NamedTuple):
@@ -24,7 +20,7 @@ class ALIFState(NamedTuple):
     a: Array
 
 
-class ALIF(AbstractParametrisedNeuron):
+class ALIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""LIF with a spike-triggered adaptive threshold (Bellec et al. 2018).
 
     $$ \tau \frac{dv}{dt} = (v_\text{leak} - v) + r I(t), \qquad
@@ -94,16 +90,11 @@ class ALIF(AbstractParametrisedNeuron):
             detach_reset=detach_reset, trainable=trainable,
         )
 
-    @property
-    def tau(self) -> Array:
-        return jnp.exp(self.log_tau)
-
-    @property
-    def tau_adapt(self) -> Array:
-        return jnp.exp(self.log_tau_adapt)
+    tau = log_parameter("log_tau", "The membrane time constant.")
+    tau_adapt = log_parameter("log_tau_adapt", "The adaptation time constant.")
 
     def init_state(self, shape, dtype=jnp.float32) -> ALIFState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         return ALIFState(
             jnp.broadcast_to(self.v_leak, shape).astype(dtype), jnp.zeros(shape, dtype)
@@ -112,13 +103,13 @@ class ALIF(AbstractParametrisedNeuron):
     def __call__(self, x, state: ALIFState, *, key=None):
         tau, r, v_leak = self._get("tau"), self._get("r"), self._get("v_leak")
         v_reset = self._get("v_reset")
-        decay, gain = _decay_and_gain(tau, self.dt, self.method)
-        decay_a, _ = _decay_and_gain(self._get("tau_adapt"), self.dt, self.method)
+        decay, gain = decay_and_gain(tau, self.dt, self.method)
+        decay_a, _ = decay_and_gain(self._get("tau_adapt"), self.dt, self.method)
         a = decay_a * state.a
         threshold = self._get("v_threshold") + self._get("adapt_strength") * a
         v = v_leak + decay * (state.v - v_leak) + gain * r * x
         spikes = self.surrogate(v - threshold, key=key)
-        v = _apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
+        v = apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
         return spikes, ALIFState(v, a + spikes)
 
     def vector_field(self, t, state: ALIFState, x) -> ALIFState:
@@ -131,5 +122,5 @@ class ALIF(AbstractParametrisedNeuron):
     def reset(self, state: ALIFState, spiked) -> ALIFState:
         s = jnp.asarray(spiked, state.v.dtype)
         threshold = self._get("v_threshold") + self._get("adapt_strength") * state.a
-        v = _apply_reset(state.v, s, self.reset_mode, threshold, self._get("v_reset"), False)
+        v = reset_membrane(state.v, s, self.reset_mode, threshold, self._get("v_reset"))
         return ALIFState(v, state.a + s)

@@ -7,15 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import check_dt, shape_tuple
 from ..spikes import AbstractSurrogate
-from ._base import (
-    AbstractParametrisedNeuron,
-    Method,
-    ResetMode,
-    _apply_reset,
-    _check_dt,
-    _shape_tuple,
-)
+from ._abstract import AbstractContinuousNeuron
+from ._dynamics import Method, ResetMode, apply_reset, reset_membrane
+from ._params import AbstractParametrisedNeuron, log_parameter
 
 
 class CuBaState(NamedTuple):
@@ -78,7 +74,7 @@ def _betas_to_taus(cls, alpha, beta, dt):
     return dt / (1.0 - a), dt / (1.0 - b)
 
 
-class CuBaLIF(AbstractParametrisedNeuron):
+class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""Current-based leaky integrate-and-fire neuron (NIR `CubaLIF`).
 
     $$ \tau_s \frac{di}{dt} = -i + w_\text{in} I(t), \qquad
@@ -165,23 +161,18 @@ class CuBaLIF(AbstractParametrisedNeuron):
 
         A `CuBaLIF`.
         """
-        dt = _check_dt("CuBaLIF.from_beta", dt)
+        dt = check_dt("CuBaLIF.from_beta", dt)
         tau_syn, tau_mem = _betas_to_taus("CuBaLIF", alpha, beta, dt)
         kwargs.setdefault("method", "euler")
         return cls(
             tau_syn, tau_mem, tau_mem / dt, 0.0, v_threshold, 0.0, tau_syn / dt, dt=dt, **kwargs
         )
 
-    @property
-    def tau_syn(self) -> Array:
-        return jnp.exp(self.log_tau_syn)
-
-    @property
-    def tau_mem(self) -> Array:
-        return jnp.exp(self.log_tau_mem)
+    tau_syn = log_parameter("log_tau_syn", "The synaptic time constant.")
+    tau_mem = log_parameter("log_tau_mem", "The membrane time constant.")
 
     def init_state(self, shape, dtype=jnp.float32) -> CuBaState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         return CuBaState(
             jnp.zeros(shape, dtype), jnp.broadcast_to(self.v_leak, shape).astype(dtype)
@@ -191,7 +182,7 @@ class CuBaLIF(AbstractParametrisedNeuron):
         i, v = _cuba_step(self, x, state)
         threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
         spikes = self.surrogate(v - threshold, key=key)
-        v = _apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
+        v = apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
         return spikes, CuBaState(i, v)
 
     def vector_field(self, t, state: CuBaState, x) -> CuBaState:
@@ -201,13 +192,12 @@ class CuBaLIF(AbstractParametrisedNeuron):
         return state.v - self._get("v_threshold")
 
     def reset(self, state: CuBaState, spiked) -> CuBaState:
-        s = jnp.asarray(spiked, state.v.dtype)
         threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
-        v = _apply_reset(state.v, s, self.reset_mode, threshold, v_reset, False)
-        return CuBaState(state.i, v)
+        return CuBaState(state.i, reset_membrane(state.v, spiked, self.reset_mode, threshold,
+                                                 v_reset))
 
 
-class CuBaLI(AbstractParametrisedNeuron):
+class CuBaLI(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""Current-based leaky integrator (NIR `CubaLI`): `snnx.CuBaLIF` without spikes.
 
     $$ \tau_s \frac{di}{dt} = -i + w_\text{in} I(t), \qquad
@@ -253,16 +243,11 @@ class CuBaLI(AbstractParametrisedNeuron):
         self._set_parameters(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, w_in=w_in)
         self._set_options(dt=dt, method=method, trainable=trainable)
 
-    @property
-    def tau_syn(self) -> Array:
-        return jnp.exp(self.log_tau_syn)
-
-    @property
-    def tau_mem(self) -> Array:
-        return jnp.exp(self.log_tau_mem)
+    tau_syn = log_parameter("log_tau_syn", "The synaptic time constant.")
+    tau_mem = log_parameter("log_tau_mem", "The membrane time constant.")
 
     def init_state(self, shape, dtype=jnp.float32) -> CuBaState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         return CuBaState(
             jnp.zeros(shape, dtype), jnp.broadcast_to(self.v_leak, shape).astype(dtype)

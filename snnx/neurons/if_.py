@@ -6,13 +6,11 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import shape_tuple
 from ..spikes import AbstractSurrogate
-from ._base import (
-    AbstractParametrisedNeuron,
-    ResetMode,
-    _apply_reset,
-    _shape_tuple,
-)
+from ._abstract import AbstractContinuousNeuron
+from ._dynamics import ResetMode, apply_reset, reset_membrane
+from ._params import AbstractParametrisedNeuron
 
 
 class IFState(NamedTuple):
@@ -21,7 +19,7 @@ class IFState(NamedTuple):
     v: Array
 
 
-class IF(AbstractParametrisedNeuron):
+class IF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""Integrate-and-fire neuron (NIR `IF` conventions).
 
     $$ \frac{dv}{dt} = r\, I(t) $$
@@ -72,7 +70,7 @@ class IF(AbstractParametrisedNeuron):
         )
 
     def init_state(self, shape, dtype=jnp.float32) -> IFState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         return IFState(jnp.zeros(shape, dtype))
 
@@ -80,7 +78,7 @@ class IF(AbstractParametrisedNeuron):
         threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
         v = state.v + (self.dt * self._get("r")) * x
         spikes = self.surrogate(v - threshold, key=key)
-        v = _apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
+        v = apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
         return spikes, IFState(v)
 
     def vector_field(self, t, state: IFState, x) -> IFState:
@@ -90,6 +88,5 @@ class IF(AbstractParametrisedNeuron):
         return state.v - self._get("v_threshold")
 
     def reset(self, state: IFState, spiked) -> IFState:
-        s = jnp.asarray(spiked, state.v.dtype)
         threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
-        return IFState(_apply_reset(state.v, s, self.reset_mode, threshold, v_reset, False))
+        return IFState(reset_membrane(state.v, spiked, self.reset_mode, threshold, v_reset))

@@ -6,7 +6,9 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._base import AbstractParametrisedNeuron, _shape_tuple
+from .._checks import shape_tuple
+from ._abstract import AbstractContinuousNeuron
+from ._params import AbstractParametrisedNeuron
 
 
 class IntegratorState(NamedTuple):
@@ -15,7 +17,7 @@ class IntegratorState(NamedTuple):
     v: Array
 
 
-class Integrator(AbstractParametrisedNeuron):
+class Integrator(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""Integrator (NIR `I`): a non-spiking neuron whose output is its integrated input.
 
     $$ \frac{dv}{dt} = r\, I(t) $$
@@ -41,7 +43,7 @@ class Integrator(AbstractParametrisedNeuron):
         self._set_options(dt=dt, trainable=trainable)
 
     def init_state(self, shape, dtype=jnp.float32) -> IntegratorState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         return IntegratorState(jnp.zeros(shape, dtype))
 

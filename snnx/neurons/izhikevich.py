@@ -6,11 +6,10 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import shape_tuple
 from ..spikes import AbstractSurrogate, FastSigmoid
-from ._base import (
-    AbstractParametrisedNeuron,
-    _shape_tuple,
-)
+from ._abstract import AbstractContinuousNeuron
+from ._params import AbstractParametrisedNeuron
 
 
 class IzhikevichState(NamedTuple):
@@ -20,7 +19,7 @@ class IzhikevichState(NamedTuple):
     u: Array
 
 
-class Izhikevich(AbstractParametrisedNeuron):
+class Izhikevich(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""Izhikevich's simple model (2003), in mV and ms.
 
     $$ \frac{dv}{dt} = 0.04 v^2 + 5 v + 140 - u + I, \qquad
@@ -73,7 +72,7 @@ class Izhikevich(AbstractParametrisedNeuron):
         )
 
     def init_state(self, shape, dtype=jnp.float32) -> IzhikevichState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         v = jnp.broadcast_to(self.c, shape).astype(dtype)
         return IzhikevichState(v, (jnp.broadcast_to(self.b, shape) * v).astype(dtype))

@@ -7,13 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._base import (
-    AbstractParametrisedNeuron,
-    Method,
-    _check_dt,
-    _decay_and_gain,
-    _shape_tuple,
-)
+from .._checks import check_dt, shape_tuple
+from ._abstract import AbstractContinuousNeuron
+from ._dynamics import Method, beta_to_tau, decay_and_gain
+from ._params import AbstractParametrisedNeuron, log_parameter
 
 
 class LIState(NamedTuple):
@@ -22,7 +19,7 @@ class LIState(NamedTuple):
     v: Array
 
 
-class LI(AbstractParametrisedNeuron):
+class LI(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""Leaky integrator (NIR `LI`): a non-spiking readout whose output is its membrane.
 
     $$ \tau \frac{dv}{dt} = (v_\text{leak} - v) + r\, I(t) $$
@@ -72,24 +69,20 @@ class LI(AbstractParametrisedNeuron):
 
         An `LI` with $\tau = -dt/\ln\beta$, $r = 1/(1-\beta)$.
         """
-        from .lif import _beta_to_tau
-
-        dt = _check_dt("LI.from_beta", dt)
-        tau = _beta_to_tau("LI", beta, dt)
+        dt = check_dt("LI.from_beta", dt)
+        tau = beta_to_tau("LI", beta, dt)
         return cls(tau, 1.0 / (1.0 - np.asarray(beta, dtype=np.float64)), 0.0, dt=dt, **kwargs)
 
-    @property
-    def tau(self) -> Array:
-        return jnp.exp(self.log_tau)
+    tau = log_parameter("log_tau", "The time constant.")
 
     def init_state(self, shape, dtype=jnp.float32) -> LIState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         return LIState(jnp.broadcast_to(self.v_leak, shape).astype(dtype))
 
     def __call__(self, x, state: LIState, *, key=None):
         tau, r, v_leak = self._get("tau"), self._get("r"), self._get("v_leak")
-        decay, gain = _decay_and_gain(tau, self.dt, self.method)
+        decay, gain = decay_and_gain(tau, self.dt, self.method)
         v = v_leak + decay * (state.v - v_leak) + gain * r * x
         return v, LIState(v)
 

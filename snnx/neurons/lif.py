@@ -7,16 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._checks import check_dt, shape_tuple
 from ..spikes import AbstractSurrogate
-from ._base import (
-    AbstractParametrisedNeuron,
-    Method,
-    ResetMode,
-    _apply_reset,
-    _check_dt,
-    _decay_and_gain,
-    _shape_tuple,
-)
+from ._abstract import AbstractContinuousNeuron
+from ._dynamics import Method, ResetMode, apply_reset, beta_to_tau, decay_and_gain, reset_membrane
+from ._params import AbstractParametrisedNeuron, log_parameter
 
 
 class LIFState(NamedTuple):
@@ -25,17 +20,7 @@ class LIFState(NamedTuple):
     v: Array
 
 
-def _beta_to_tau(cls: str, beta: ArrayLike, dt: float) -> Array:
-    b = np.asarray(beta, dtype=np.float64)
-    if not np.all((b > 0) & (b < 1)):
-        raise ValueError(
-            f"{cls}.from_beta `beta` must lie strictly between 0 and 1 (a decay per step), "
-            f"got {beta}; use `snnx.IF` for beta = 1."
-        )
-    return -dt / np.log(b)
-
-
-class LIF(AbstractParametrisedNeuron):
+class LIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     r"""Leaky integrate-and-fire neuron (NIR `LIF` conventions).
 
     $$ \tau \frac{dv}{dt} = (v_\text{leak} - v) + r\, I(t) $$
@@ -137,32 +122,30 @@ class LIF(AbstractParametrisedNeuron):
 
         An `LIF` with $\tau = -dt / \ln\beta$ and $r = 1/(1-\beta)$.
         """
-        dt = _check_dt("LIF.from_beta", dt)
-        tau = _beta_to_tau("LIF", beta, dt)
+        dt = check_dt("LIF.from_beta", dt)
+        tau = beta_to_tau("LIF", beta, dt)
         r = 1.0 / (1.0 - np.asarray(beta, dtype=np.float64))
         return cls(tau, r, 0.0, v_threshold, dt=dt, **kwargs)
 
-    @property
-    def tau(self) -> Array:
-        return jnp.exp(self.log_tau)
+    tau = log_parameter("log_tau", "The membrane time constant.")
 
     @property
     def beta(self) -> Array:
         """The per-step decay factor."""
-        return _decay_and_gain(self.tau, self.dt, self.method)[0]
+        return decay_and_gain(self.tau, self.dt, self.method)[0]
 
     def init_state(self, shape, dtype=jnp.float32) -> LIFState:
-        shape = _shape_tuple(shape)
+        shape = shape_tuple(shape)
         self._check_layer_shape(shape)
         return LIFState(jnp.broadcast_to(self.v_leak, shape).astype(dtype))
 
     def __call__(self, x, state: LIFState, *, key=None):
         tau, r, v_leak = self._get("tau"), self._get("r"), self._get("v_leak")
         threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
-        decay, gain = _decay_and_gain(tau, self.dt, self.method)
+        decay, gain = decay_and_gain(tau, self.dt, self.method)
         v = v_leak + decay * (state.v - v_leak) + gain * r * x
         spikes = self.surrogate(v - threshold, key=key)
-        v = _apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
+        v = apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
         return spikes, LIFState(v)
 
     def vector_field(self, t, state: LIFState, x) -> LIFState:
@@ -173,6 +156,5 @@ class LIF(AbstractParametrisedNeuron):
         return state.v - self._get("v_threshold")
 
     def reset(self, state: LIFState, spiked) -> LIFState:
-        s = jnp.asarray(spiked, state.v.dtype)
         threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
-        return LIFState(_apply_reset(state.v, s, self.reset_mode, threshold, v_reset, False))
+        return LIFState(reset_membrane(state.v, spiked, self.reset_mode, threshold, v_reset))

@@ -1,11 +1,14 @@
 """snnx model -> NIR graph."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import nir
 import numpy as np
 
+from .._checks import check_dt
 from ..layers._util import call_stateless, is_stateful, layer_name
 from ..layers.basic import Flatten, Scale, SumPool2d, Threshold
 from ..layers.delay import Delay
@@ -13,7 +16,6 @@ from ..layers.graph import Graph
 from ..layers.recurrent import Recurrent
 from ..layers.sequential import Sequential
 from ..layers.sparse import SparseLinear
-from ..neurons._base import _check_dt
 from ..neurons.cuba import CuBaLI, CuBaLIF
 from ..neurons.if_ import IF
 from ..neurons.integrator import Integrator
@@ -62,8 +64,9 @@ class _Context:
 
 def _meta(layer) -> dict:
     meta = {"snnx_type": type(layer).__name__}
+    declared = {f.name for f in dataclasses.fields(layer)}
     for field in ("method", "reset_mode"):
-        if hasattr(layer, field):
+        if field in declared:
             meta[f"snnx_{field}"] = getattr(layer, field)
     return meta
 
@@ -261,7 +264,7 @@ def _node(layer, shape, path, ctx) -> nir.NIRNode:
 
 
 def to_nir(model, input_shape, *, dt: float | None = None) -> nir.NIRGraph:
-    ctx = _Context(None if dt is None else _check_dt("to_nir", dt))
+    ctx = _Context(None if dt is None else check_dt("to_nir", dt))
     if isinstance(input_shape, (int, np.integer)):
         input_shape = (int(input_shape),)
     try:

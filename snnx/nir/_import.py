@@ -9,13 +9,14 @@ import jax.numpy as jnp
 import nir
 import numpy as np
 
+from .._checks import check_choice, check_dt
 from ..layers._util import is_stateful
 from ..layers.basic import Flatten, Scale, SumPool2d, Threshold
 from ..layers.delay import Delay
 from ..layers.graph import Graph
 from ..layers.recurrent import Recurrent
 from ..layers.sequential import Sequential
-from ..neurons._base import _METHODS, _RESET_MODES, _check_choice, _check_dt
+from ..neurons._dynamics import METHODS, RESET_MODES
 from ..neurons.cuba import CuBaLI, CuBaLIF
 from ..neurons.if_ import IF
 from ..neurons.integrator import Integrator
@@ -314,11 +315,11 @@ def _from_graph(graph, path, opt):
 
 
 def from_nir(graph_or_path, *, dt, method=None, reset_mode=None, surrogate=None):
-    dt = _check_dt("from_nir", dt)
+    dt = check_dt("from_nir", dt)
     if method is not None:
-        _check_choice("from_nir", "method", method, _METHODS)
+        check_choice("from_nir", "method", method, METHODS)
     if reset_mode is not None:
-        _check_choice("from_nir", "reset_mode", reset_mode, _RESET_MODES)
+        check_choice("from_nir", "reset_mode", reset_mode, RESET_MODES)
     if isinstance(graph_or_path, (str, os.PathLike)):
         if not os.path.exists(graph_or_path):
             raise FileNotFoundError(

@@ -9,18 +9,19 @@ import jax.numpy as jnp
 import optimistix as optx
 from jaxtyping import Array, PyTree
 
-_METHODS = ("vector_field", "spike_condition", "reset")
+from ..neurons import AbstractContinuousNeuron
 
 
 def check_continuous(neuron) -> None:
-    """Raise a clear error if `neuron` lacks a method of the continuous-time trio."""
-    for name in _METHODS:
-        if not callable(getattr(neuron, name, None)):
-            raise TypeError(
-                f"{type(neuron).__name__} has no continuous-time form: it lacks `{name}`. "
-                f"Implement `vector_field(t, state, x)`, `spike_condition(state)` and "
-                f"`reset(state, spiked)` to simulate it with `snnx.ode`."
-            )
+    """Raise a clear error if `neuron` is not an `snnx.AbstractContinuousNeuron`."""
+    if not isinstance(neuron, AbstractContinuousNeuron):
+        raise TypeError(
+            f"{type(neuron).__name__} has no continuous-time form: it lacks `vector_field`, "
+            f"`spike_condition` and `reset` as an `snnx.AbstractContinuousNeuron`. Subclass "
+            f"`snnx.AbstractContinuousNeuron` and implement `vector_field(t, state, x)`, "
+            f"`spike_condition(state)` and `reset(state, spiked)` to simulate it with "
+            f"`snnx.ode`."
+        )
 
 
 class Solution(NamedTuple):

@@ -1,53 +1,17 @@
-"""The neuron contract and the helpers every built-in neuron shares."""
+"""Parameter storage for the built-in neurons: positive parameters as logs, trainability."""
 
-import abc
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, PyTree
 
+from .._checks import broadcasts_to, check_choice, check_dt, float_array
 from ..spikes import AbstractSurrogate, FastSigmoid
-
-ResetMode = Literal["subtract", "to_value", "none"]
-Method = Literal["exact", "euler"]
-_RESET_MODES = ("subtract", "to_value", "none")
-_METHODS = ("exact", "euler")
-
-
-class AbstractNeuron(eqx.Module):
-    """Base class of all neurons: one population stepped over one time step `dt`.
-
-    A neuron acts on **one sample**; batch with `jax.vmap`. Its state is an explicit PyTree
-    that the caller threads through time (`snnx.run` does this for you).
-
-    Subclasses implement the discrete-time pair
-
-    - `init_state(shape)`: the resting state of a population of that shape;
-    - `__call__(x, state, *, key=None) -> (output, new_state)`: advance one step, where `x`
-        is the input current over the step and `output` is usually spikes in `{0., 1.}`;
-
-    and, to be usable in continuous time (`snnx.ode`, `snnx.eventprop`), the trio
-
-    - `vector_field(t, state, x)`: $d(\\text{state})/dt$ between spikes;
-    - `spike_condition(state)`: an array that crosses zero upwards where a neuron spikes;
-    - `reset(state, spiked)`: the jump applied to the state where `spiked` is True.
-
-    The continuous-time trio is optional: a neuron without it still runs everywhere in
-    discrete time, and continuous-time tools say which method is missing.
-    """
-
-    @abc.abstractmethod
-    def init_state(self, shape: int | tuple[int, ...]) -> PyTree[Array]:
-        """Return the resting state of a population of the given shape (one sample)."""
-
-    @abc.abstractmethod
-    def __call__(
-        self, x: ArrayLike, state: PyTree[Array], *, key: PRNGKeyArray | None = None
-    ) -> tuple[Array, PyTree[Array]]:
-        """Advance one time step; return `(output, new_state)`."""
+from ._abstract import AbstractNeuron
+from ._dynamics import METHODS, RESET_MODES
 
 
 class AbstractParametrisedNeuron(AbstractNeuron):
@@ -58,6 +22,10 @@ class AbstractParametrisedNeuron(AbstractNeuron):
     logarithm), and a static `trainable` field listing the public names that learn.
     Parameters not listed are wrapped in `jax.lax.stop_gradient` where they are used, and
     `snnx.trainable_spec(model)` leaves them out of optimisers.
+
+    Constructor values are checked when they are concrete (a named `ValueError`); values
+    traced under `jit`/`vmap` (a neuron built inside a compiled function) are checked with
+    `eqx.error_if`, once at construction, never in the step.
     """
 
     _parameters: ClassVar[dict[str, str]]
@@ -73,8 +41,8 @@ class AbstractParametrisedNeuron(AbstractNeuron):
         arrays = {}
         for name, field in self._parameters.items():
             log = field.startswith("log_")
-            arrays[name] = _param(cls, name, values[name], positive=log, log=log)
-            setattr(self, field, arrays[name])
+            arrays[name] = _param(cls, name, values[name], positive=log)
+            setattr(self, field, jnp.log(arrays[name]) if log else arrays[name])
         _check_mutual_broadcast(cls, **arrays)
 
     def _set_options(self, **options: Any) -> None:
@@ -82,11 +50,11 @@ class AbstractParametrisedNeuron(AbstractNeuron):
         cls = type(self).__name__
         for name, value in options.items():
             if name == "dt":
-                value = _check_dt(cls, value)
+                value = check_dt(cls, value)
             elif name == "reset_mode":
-                value = _check_choice(cls, name, value, _RESET_MODES)
+                value = check_choice(cls, name, value, RESET_MODES)
             elif name == "method":
-                value = _check_choice(cls, name, value, _METHODS)
+                value = check_choice(cls, name, value, METHODS)
             elif name == "surrogate":
                 value = _check_surrogate(cls, value)
             elif name == "detach_reset":
@@ -108,11 +76,7 @@ class AbstractParametrisedNeuron(AbstractNeuron):
     def _check_layer_shape(self, shape: tuple[int, ...]) -> None:
         for name, field in self._parameters.items():
             p_shape = jnp.shape(getattr(self, field))
-            try:
-                out = np.broadcast_shapes(p_shape, shape)
-            except ValueError:
-                out = None
-            if out != shape:
+            if not broadcasts_to(p_shape, shape):
                 raise ValueError(
                     f"{type(self).__name__} parameter `{name}` has shape {p_shape}, which does "
                     f"not broadcast to the layer shape {shape}; give a scalar or an array of "
@@ -120,57 +84,24 @@ class AbstractParametrisedNeuron(AbstractNeuron):
                 )
 
 
-def _shape_tuple(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(
-            f"`shape` must be an int or a tuple of ints, got {shape!r}."
-        ) from None
-    if any(s < 0 for s in shape):
-        raise ValueError(f"`shape` must have non-negative sizes, got {shape}.")
-    return shape
 
 
-def _param(
-    cls: str, name: str, value: ArrayLike, *, positive: bool = False, log: bool = False
-) -> Array:
-    """Convert a constructor argument to a float array, checking it when concrete."""
-    if value is None:
-        raise ValueError(f"{cls} parameter `{name}` must be given, got None.")
-    try:
-        arr = jnp.asarray(value, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise TypeError(
-            f"{cls} parameter `{name}` must be a number or a float array, got {value!r}."
-        ) from e
-    if not isinstance(arr, jax.core.Tracer):
-        host = np.asarray(arr)
-        if not np.all(np.isfinite(host)):
-            shown = host if host.size < 8 else "an array with NaN/inf"
-            raise ValueError(f"{cls} parameter `{name}` must be finite, got {shown}.")
-        if positive and not np.all(host > 0):
-            shown = host if host.size < 8 else "an array with values <= 0"
-            raise ValueError(f"{cls} parameter `{name}` must be > 0, got {shown}.")
-    return jnp.log(arr) if log else arr
+def log_parameter(field: str, doc: str = "") -> property:
+    """A read-only property giving `exp` of a `log_*` field (e.g. `tau` from `log_tau`)."""
+    return property(lambda self: jnp.exp(getattr(self, field)), doc=doc or None)
 
 
-def _check_dt(cls: str, dt: Any) -> float:
-    try:
-        dt = float(dt)
-    except (TypeError, ValueError):
-        raise TypeError(f"{cls} `dt` must be a positive number, got {dt!r}.") from None
-    if not (np.isfinite(dt) and dt > 0):
-        raise ValueError(f"{cls} `dt` must be a finite number > 0, got {dt}.")
-    return dt
-
-
-def _check_choice(cls: str, name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{cls} `{name}` must be one of {choices}, got {value!r}.")
-    return value
+def _param(cls: str, name: str, value: ArrayLike, *, positive: bool = False) -> Array:
+    """A constructor argument as a float array, checked now if concrete, or guarded with
+    `eqx.error_if` if traced (so a traced `tau=-1` raises instead of giving NaN)."""
+    arr = float_array(f"{cls} parameter", name, value, positive=positive)
+    if isinstance(arr, jax.core.Tracer):
+        bad = ~jnp.isfinite(arr)
+        if positive:
+            bad = bad | (arr <= 0)
+        arr = eqx.error_if(arr, bad, f"{cls} parameter `{name}` must be finite"
+                           + (" and > 0." if positive else "."))
+    return arr
 
 
 def _check_trainable(cls: str, trainable: Any, parameters: dict[str, str]) -> frozenset[str]:
@@ -211,30 +142,6 @@ def _check_mutual_broadcast(cls: str, **arrays: Array) -> None:
             f"{cls} parameters have shapes that do not broadcast together: {shapes}; use "
             f"scalars or arrays of the layer's shape."
         ) from None
-
-
-def _decay_and_gain(tau: Array, dt: float, method: str) -> tuple[Array, Array]:
-    """Per-step decay factor and input gain of `tau dv/dt = -v + I` over `dt`.
-
-    `exact` holds the input constant over the step (zero-order hold): the decay is
-    $e^{-dt/\\tau}$ and the input enters with weight $1 - e^{-dt/\\tau}$. `euler` is the
-    forward-Euler step $1 - dt/\\tau$, $dt/\\tau$ that snnTorch/Norse-style exporters assume.
-    """
-    if method == "exact":
-        gain = -jnp.expm1(-dt / tau)
-        return 1.0 - gain, gain
-    return 1.0 - dt / tau, dt / tau
-
-
-def _apply_reset(
-    v: Array, spikes: Array, mode: str, threshold: Array, v_reset: Array, detach: bool
-) -> Array:
-    s = jax.lax.stop_gradient(spikes) if detach else spikes
-    if mode == "subtract":
-        return v - s * (threshold - v_reset)
-    if mode == "to_value":
-        return v + s * (v_reset - v)
-    return v
 
 
 def trainable_spec(model: PyTree) -> PyTree[bool]:

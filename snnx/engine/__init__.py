@@ -1,0 +1,10 @@
+"""The time engine: `snnx.run`, its planner, the all-steps table, remat and backend defaults.
+
+See `snnx.layers._abstract` for the contract the planner reads.
+"""
+
+from ._backend import compiler_options as compiler_options, default_unroll as default_unroll
+from ._planner import RunContext as RunContext
+from ._remat import AbstractRemat as AbstractRemat, NoRemat as NoRemat, Remat as Remat
+from ._run import run as run
+from ._table import EQUINOX_FORMS as EQUINOX_FORMS, all_steps_form as all_steps_form

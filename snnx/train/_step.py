@@ -1,0 +1,269 @@
+"""The compiled training step, its configuration, and the programs built from it."""
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..engine import compiler_options, run
+from ..events import SpikeEvents
+from ..metrics import predictor_for
+from ..neurons import trainable_spec
+from ._data import gather
+
+
+class StepConfig(eqx.Module):
+    """Everything that fixes a compiled training or evaluation program.
+
+    All fields are static: two configurations that compare equal share one compiled
+    program (`fit` and `evaluate` called again with the same loss and optimiser do not
+    recompile).
+
+    **Fields:**
+
+    - `loss`: `loss(outputs, labels) -> scalar`, or None (evaluation without a loss).
+    - `optimizer`: an optax `GradientTransformation`, or None (evaluation).
+    - `regulariser`: `regulariser(records) -> scalar` added to the loss, or None.
+    - `predict`: `outputs -> classes`, or None.
+    - `run_kwargs`: keyword arguments for `snnx.run`, as sorted `(name, value)` pairs.
+    - `stochastic`: pass a per-sample key to `snnx.run`.
+    - `per_sample`: the loss is the weighted mean of per-sample losses (padding weight 0).
+    """
+
+    loss: Callable | None = eqx.field(static=True)
+    optimizer: optax.GradientTransformation | None = eqx.field(static=True)
+    regulariser: Callable | None = eqx.field(static=True)
+    predict: Callable | None = eqx.field(static=True)
+    run_kwargs: tuple[tuple[str, Any], ...] = eqx.field(static=True)
+    stochastic: bool = eqx.field(static=True)
+    per_sample: bool = eqx.field(static=True)
+
+    @property
+    def run_options(self) -> dict:
+        return dict(self.run_kwargs)
+
+
+def resolve_predict(loss, predict):
+    if predict == "auto":
+        return predictor_for(loss)
+    if predict is not None and not callable(predict):
+        raise TypeError(
+            f"`predict` must be 'auto', None or a function outputs -> classes, got {predict!r}."
+        )
+    return predict
+
+
+def make_config(loss, optimizer, regulariser, predict, run_kwargs, stochastic, per_sample):
+    """A checked `StepConfig` (named errors for a bad loss, optimiser or regulariser)."""
+    if not callable(loss):
+        raise TypeError(f"`loss` must be a function (outputs, labels) -> scalar, got {loss!r}.")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"`optimizer` must be an optax GradientTransformation (e.g. `optax.adam(1e-3)`), "
+            f"got {type(optimizer).__name__}."
+        )
+    if regulariser is not None and not callable(regulariser):
+        raise TypeError("`regulariser` must be a function records -> scalar, or None.")
+    return StepConfig(loss, optimizer, regulariser, resolve_predict(loss, predict),
+                      tuple(sorted(dict(run_kwargs or {}).items())), bool(stochastic),
+                      bool(per_sample))
+
+
+def _forward(model, xb, key, run_kwargs):
+    def one(x, k):
+        outs, _, recs = run(model, x, key=k, record=True, **run_kwargs)
+        return outs, recs
+
+    if key is None:
+        return jax.vmap(lambda x: one(x, None))(xb)
+    return jax.vmap(one)(xb, jax.random.split(key, xb.shape[0]))
+
+
+def _layer_stats(recs, w):
+    """Mean output of every stateful layer over real samples, and whether it is binary."""
+    rates, binary = [], []
+    wsum = jnp.maximum(jnp.sum(w), 1.0)
+    for rec in recs:
+        if rec.state is None:
+            continue
+        o = rec.output
+        per_sample = jnp.mean(o.reshape(o.shape[0], -1), axis=1)
+        rates.append(jnp.sum(per_sample * w) / wsum)
+        binary.append(jnp.all((o == 0) | (o == 1)))
+    return tuple(rates), tuple(binary)
+
+
+def _per_sample_loss(cfg, outs, yb):
+    return jax.vmap(lambda o, y: cfg.loss(o[None], y[None]))(outs, yb)
+
+
+def _correct(cfg, outs, yb, w):
+    if cfg.predict is not None and jnp.issubdtype(yb.dtype, jnp.integer):
+        return jnp.sum((cfg.predict(outs) == yb).astype(jnp.float32) * w)
+    return None
+
+
+def _objective(params, static, xb, yb, w, key, cfg: StepConfig):
+    model = eqx.combine(params, static)
+    outs, recs = _forward(model, xb, key, cfg.run_options)
+    if cfg.per_sample:
+        data_loss = jnp.sum(_per_sample_loss(cfg, outs, yb) * w) / jnp.maximum(jnp.sum(w), 1.0)
+    else:
+        data_loss = cfg.loss(outs, yb)
+    total = data_loss
+    if cfg.regulariser is not None:
+        total = total + cfg.regulariser(recs)
+    correct = _correct(cfg, outs, yb, w)
+    if correct is None:
+        correct = jnp.float32(jnp.nan)
+    return total, (data_loss, correct, _layer_stats(recs, w))
+
+
+def core_step(model, opt_state, ok, xb, yb, w, key, cfg: StepConfig):
+    """One optimiser step; after a non-finite loss (`ok` False) nothing changes any more."""
+    params, static = eqx.partition(model, trainable_spec(model))
+    (total, (data_loss, correct, stats)), grads = jax.value_and_grad(
+        _objective, has_aux=True
+    )(params, static, xb, yb, w, key, cfg)
+    updates, new_opt = cfg.optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    finite = jnp.isfinite(total)
+    good = ok & finite
+    params = jax.tree.map(lambda a, b: jnp.where(good, a, b), new_params, params)
+    opt_state = jax.tree.map(
+        lambda a, b: jnp.where(good, a, b) if eqx.is_array(a) else a, new_opt, opt_state
+    )
+    info = {"loss": total, "data_loss": data_loss, "correct": correct,
+            "count": jnp.sum(w), "rates": stats[0], "binary": stats[1]}
+    return eqx.combine(params, static), opt_state, good, info
+
+
+def make_step(
+    loss: Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    regulariser: Callable | None = None,
+    predict: Callable | str | None = "auto",
+    run_kwargs: dict | None = None,
+):
+    """A compiled training step for custom loops.
+
+    ```python
+    step = snnx.make_step(snnx.losses.ce_max_membrane, optax.adam(1e-3))
+    opt_state = optimizer.init(eqx.filter(model, snnx.trainable_spec(model)))
+    model, opt_state, info = step(model, opt_state, xb, yb)      # xb: (B, T, *input_shape)
+    ```
+
+    **Arguments:**
+
+    - `loss`: `loss(outputs, labels) -> scalar` with `outputs` of shape
+        `(batch, time, classes)` (see `snnx.losses`).
+    - `optimizer`: an optax `GradientTransformation`.
+    - `regulariser`: optional `regulariser(records) -> scalar` added to the loss, where
+        `records` are the batched `snnx.LayerRecord`s of `snnx.run(..., record=True)`.
+    - `predict`: `"auto"` (the predictor matching `loss`, see `snnx.metrics.predictor_for`),
+        None, or a function `outputs -> classes` used to count correct samples.
+    - `run_kwargs`: extra keyword arguments for `snnx.run` (`mode`, `unroll`, `remat`).
+
+    **Returns:**
+
+    `step(model, opt_state, xb, yb, *, key=None, weights=None) -> (model, opt_state, info)`
+    where `info` holds `loss`, `data_loss`, `correct`, `count` and per-layer mean `rates`.
+    A non-finite loss leaves `model` and `opt_state` unchanged (check `info["loss"]`).
+    With `weights` (shape `(batch,)`, 0 for padding) the loss is the weighted mean of the
+    per-sample losses. `key` is split over samples and passed to `snnx.run` (dropout,
+    stochastic spikes).
+    """
+    cfg = make_config(loss, optimizer, regulariser, predict, run_kwargs, True, False)
+    cfg_w = make_config(loss, optimizer, regulariser, predict, run_kwargs, True, True)
+
+    @eqx.filter_jit(compiler_options=compiler_options())
+    def _step(model, opt_state, xb, yb, w, key):
+        c = cfg if w is None else cfg_w
+        w_ = jnp.ones(xb.shape[:1], jnp.float32) if w is None else w
+        model, opt_state, _, info = core_step(model, opt_state, jnp.bool_(True), xb, yb, w_,
+                                              key, c)
+        return model, opt_state, info
+
+    def step(model, opt_state, xb, yb, *, key=None, weights=None):
+        if not isinstance(xb, SpikeEvents):
+            xb = jnp.asarray(xb)
+        if xb.ndim < 3:
+            raise ValueError(
+                f"`xb` must be a batch of shape (batch, time, *input_shape), got {xb.shape}."
+            )
+        yb = jnp.asarray(yb)
+        if yb.shape[:1] != xb.shape[:1]:
+            raise ValueError(
+                f"`yb` has {yb.shape[:1]} labels for a batch of {xb.shape[0]} inputs."
+            )
+        if not isinstance(xb, SpikeEvents) and not jnp.issubdtype(xb.dtype, jnp.floating):
+            xb = xb.astype(jnp.float32)
+        return _step(model, opt_state, xb, yb, weights, key)
+
+    return step
+
+
+class Programs(NamedTuple):
+    """The compiled programs of one `StepConfig`: a batch step, a whole epoch (scan over
+    batches) and an evaluation batch. Data are gathered (and unpacked) inside each."""
+
+    step: Callable
+    epoch: Callable
+    eval_batch: Callable
+
+
+def _build(cfg: StepConfig) -> Programs:
+    jit = eqx.filter_jit(compiler_options=compiler_options())
+
+    def batch_fn(model, opt_state, ok, xs, ys, idx, w, key):
+        xb, yb = gather(xs, idx), ys[idx]
+        return core_step(model, opt_state, ok, xb, yb, w, key if cfg.stochastic else None, cfg)
+
+    @jit
+    def step(model, opt_state, ok, xs, ys, idx, w, key):
+        return batch_fn(model, opt_state, ok, xs, ys, idx, w, key)
+
+    @jit
+    def epoch(model, opt_state, ok, xs, ys, idx, w, keys):
+        params, static = eqx.partition(model, eqx.is_array)
+
+        def body(carry, inp):
+            p, o, k_ok = carry
+            m, o, k_ok, info = batch_fn(eqx.combine(p, static), o, k_ok, xs, ys, *inp)
+            return (eqx.filter(m, eqx.is_array), o, k_ok), info
+
+        (params, opt_state, ok), infos = jax.lax.scan(body, (params, opt_state, ok),
+                                                      (idx, w, keys))
+        return eqx.combine(params, static), opt_state, ok, infos
+
+    @jit
+    def eval_batch(model, xs, ys, idx, w):
+        xb, yb = gather(xs, idx), ys[idx]
+        outs, recs = _forward(model, xb, None, cfg.run_options)
+        out = {"count": jnp.sum(w)}
+        if cfg.loss is not None:
+            out["loss_sum"] = jnp.sum(_per_sample_loss(cfg, outs, yb) * w)
+        correct = _correct(cfg, outs, yb, w)
+        if correct is not None:
+            out["correct"] = correct
+        out["rates"], out["binary"] = _layer_stats(recs, w)
+        out["rates"] = tuple(r * jnp.sum(w) for r in out["rates"])
+        return out
+
+    return Programs(step, epoch, eval_batch)
+
+
+_cached_build = functools.lru_cache(maxsize=16)(_build)
+
+
+def programs(cfg: StepConfig) -> Programs:
+    """The programs for `cfg`, cached while the configuration is hashable."""
+    try:
+        return _cached_build(cfg)
+    except TypeError:  # an unhashable loss or option: compile without the cache
+        return _build(cfg)
