@@ -15,6 +15,7 @@ from . import losses as _losses
 from ._rates import spike_rates
 from .layers._util import is_stateful
 from .layers.sequential import Sequential
+from .layers.sparse import SparseLinear
 
 __all__ = [
     "predict_rate",
@@ -204,7 +205,8 @@ def activation_sparsity(model, records) -> float:
 
 
 def synaptic_operations(model, xs, records, *, batched: bool = False) -> dict:
-    """NeuroBench-style synaptic operation counts of the `eqx.nn.Linear` layers of a model.
+    """NeuroBench-style synaptic operation counts of the linear layers of a model
+    (`eqx.nn.Linear`, `snnx.SparseLinear`).
 
     For a linear layer with `out` outputs, every nonzero input value costs `out` operations:
     an accumulate (AC) if the input is binary (a spike) and a multiply-accumulate (MAC)
@@ -232,7 +234,7 @@ def synaptic_operations(model, xs, records, *, batched: bool = False) -> dict:
     acs = macs = dense = 0
     inp = xs
     for layer, rec in zip(layers, records):
-        if isinstance(layer, eqx.nn.Linear):
+        if isinstance(layer, (eqx.nn.Linear, SparseLinear)):
             nnz = int(np.count_nonzero(inp))
             binary = bool(np.all((inp == 0) | (inp == 1)))
             fan_out = 1 if layer.out_features == "scalar" else int(layer.out_features)

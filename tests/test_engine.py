@@ -190,3 +190,25 @@ def test_traced_negative_time_constant_is_an_error():
         jax.block_until_ready(out(-1.0))
     with pytest.raises(Exception, match="CuBaLIF parameter `tau_mem` must be finite and > 0"):
         jax.block_until_ready(jax.jit(lambda t: snnx.CuBaLIF(2.0, t).tau_mem)(0.0))
+
+
+def test_readme_own_layer_example_runs_layer_major(getkey):
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Your own layer", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    k1 = getkey()
+    env = {"snnx": snnx, "jax": jax, "jnp": jnp, "eqx": eqx, "k1": k1}
+    exec(code, env)
+    model, leak = env["model"], env["Leak"]()
+    xs = jax.random.normal(getkey(), (30, 700))
+    s0 = leak.init_state((700,)) + 0.5
+    np.testing.assert_allclose(snnx.run(leak, xs, s0, mode="layer")[0],
+                               snnx.run(leak, xs, s0, mode="step")[0], rtol=1e-5, atol=1e-5)
+    xb = 4.0 * jax.random.bernoulli(getkey(), 0.3, (30, 700)).astype(jnp.float32)
+    layer, step = snnx.run(model, xb)[0], snnx.run(model, xb, mode="step")[0]
+    np.testing.assert_allclose(layer, step, rtol=1e-5, atol=1e-5)
+    assert 0.01 < float(layer.mean()) < 0.99  # the compared network spikes
+    assert "scan" not in str(jax.make_jaxpr(lambda x: snnx.run(leak, x, s0)[0])(xs))

@@ -226,3 +226,58 @@ def test_stochastic_flag_passes_keys_without_changing_a_deterministic_model():
     m0, _ = _fit(_model(), (x, y), epochs=1)
     m1, _ = _fit(_model(), (x, y), epochs=1, stochastic=True)
     assert eqx.tree_equal(_params(m0), _params(m1), rtol=1e-6, atol=1e-7)
+
+
+class _RecordingMeter(train.AbstractProgressMeter):
+    """A user's progress meter: records what `fit` tells it."""
+
+    def __init__(self):
+        self.events = []
+
+    def start(self, epochs, first_epoch, scan_epoch):
+        self.events.append(("start", epochs, first_epoch, scan_epoch))
+
+    def epoch_start(self, epoch, epochs, n_batches):
+        self.events.append(("epoch", epoch, n_batches))
+
+    def batch(self, index, n_batches, info, accuracy):
+        self.events.append(("batch", index, accuracy))
+
+    def epoch_end(self, line):
+        self.events.append(("end", line.split(":")[0]))
+
+    def close(self):
+        self.events.append(("close",))
+
+
+def test_history_object_and_progress_meter():
+    meter = _RecordingMeter()
+    model, hist = _fit(_model(), _data(), epochs=2, progress=meter, eval_data=_data(seed=3))
+    assert isinstance(hist, snnx.History)
+    assert hist.loss == hist["loss"] and len(hist.loss) == hist.epochs == 2
+    assert "opt_state" not in hist and hist.opt_state is not None
+    assert set(hist.as_dict()) == set(hist) - {"stopped"}
+    # the final optimiser state continues training exactly where it stopped
+    _, cont = _fit(model, _data(), epochs=1, opt_state=hist.opt_state, progress=False)
+    assert np.isfinite(cont["loss"][0])
+    assert meter.events[0] == ("start", 2, 0, False) and meter.events[-1] == ("close",)
+    assert [e for e in meter.events if e[0] == "epoch"] == [("epoch", 0, 4), ("epoch", 1, 4)]
+    assert sum(e[0] == "batch" for e in meter.events) == 8
+    assert ("end", "epoch 2/2") in meter.events
+    with pytest.raises(AttributeError, match="History has no 'los'"):
+        hist.los  # noqa: B018
+    with pytest.raises(TypeError, match="`progress` must be True, False or an"):
+        _fit(_model(), _data(), epochs=1, progress="bar")
+
+
+def test_step_config_is_static_and_shares_programs():
+    from snnx.train._step import make_config, programs
+
+    a = make_config(losses.ce_max_membrane, _OPT, None, "auto", {"unroll": 2}, False, True)
+    b = make_config(losses.ce_max_membrane, _OPT, None, "auto", {"unroll": 2}, False, True)
+    assert a == b and hash(a) == hash(b) and programs(a) is programs(b)
+    c = make_config(losses.ce_max_membrane, _OPT, None, "auto", {"unroll": 3}, False, True)
+    assert programs(c) is not programs(a)
+    assert jax.tree.leaves(a) == []  # every field is static
+    with pytest.raises(TypeError, match="`optimizer` must be an optax"):
+        make_config(losses.ce_max_membrane, "adam", None, "auto", {}, False, True)

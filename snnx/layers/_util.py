@@ -38,6 +38,16 @@ def layer_name(layer) -> str:
     return getattr(layer, "__name__", None) or type(layer).__name__
 
 
+def check_layer(where: str, layer, expected: str) -> None:
+    """A container's check of one layer it is given: callable, and stateful only if it
+    declares it (`where` names the position, `expected` what a layer must be)."""
+    if not callable(layer):
+        raise TypeError(f"{where} must {expected}, got {type(layer).__name__}.")
+    hint = stateful_hint(layer)
+    if hint:
+        raise TypeError(f"{where}:{hint}")
+
+
 def stateful_hint(layer) -> str:
     """A hint for a layer that looks stateful but does not declare it (for error messages
     only: what a layer can do is declared, never probed)."""

@@ -12,7 +12,7 @@ from .._checks import shape_tuple
 from ..events import SpikeEvents
 from ._abstract import AbstractEventReader, AbstractStatefulLayer
 from ._shapes import propagate
-from ._util import call_stateless, is_stateful, layer_name, stateful_hint
+from ._util import call_stateless, check_layer, is_stateful, layer_name
 
 
 class GraphState(NamedTuple):
@@ -101,13 +101,7 @@ class Graph(AbstractStatefulLayer, AbstractEventReader):
                     f"another `{'input' if name == input else 'output'}=` name."
                 )
         for name, layer in nodes.items():
-            if not callable(layer):
-                raise TypeError(
-                    f"Graph node {name!r} must be a layer, neuron or function, got "
-                    f"{type(layer).__name__}."
-                )
-            if stateful_hint(layer):
-                raise TypeError(f"Graph node {name!r}:{stateful_hint(layer)}")
+            check_layer(f"Graph node {name!r}", layer, "be a layer, neuron or function")
         try:
             edges = tuple((str(s), str(d)) for s, d in edges)
         except (TypeError, ValueError):

@@ -12,7 +12,7 @@ from .._checks import shape_tuple
 from ..events import SpikeEvents
 from ._abstract import AbstractEventReader, AbstractStatefulLayer, LayerRecord
 from ._shapes import propagate
-from ._util import call_stateless, is_stateful, layer_name, stateful_hint
+from ._util import call_stateless, check_layer, is_stateful, layer_name
 
 __all__ = ["Sequential", "LayerRecord"]
 
@@ -56,13 +56,7 @@ class Sequential(AbstractStatefulLayer, AbstractEventReader):
             )
         layers = tuple(layers)
         for i, layer in enumerate(layers):
-            if not callable(layer):
-                raise TypeError(
-                    f"Sequential layer {i} must be callable (a layer, neuron or function), got "
-                    f"{type(layer).__name__}."
-                )
-            if stateful_hint(layer):
-                raise TypeError(f"Sequential layer {i}:{stateful_hint(layer)}")
+            check_layer(f"Sequential layer {i}", layer, "be callable (a layer, neuron or function)")
         self.layers = layers
 
     def __len__(self) -> int:
