@@ -67,13 +67,13 @@ class SpikeEvents(eqx.Module):
                 f"`index` must have shape (..., T, max_events), got {index.shape}. Build events "
                 f"with `SpikeEvents.from_dense(spikes)`."
             )
-        if not isinstance(index, jax.core.Tracer) and index.size:
+        msg = f"`index` values must lie in [0, n_in={n_in}] ({n_in} marks an empty slot)"
+        if isinstance(index, jax.core.Tracer):  # built inside `jit`: checked when it runs
+            index = eqx.error_if(index, (index < 0) | (index > n_in), msg + ".")
+        elif index.size:
             lo, hi = int(index.min()), int(index.max())
             if lo < 0 or hi > n_in:
-                raise ValueError(
-                    f"`index` values must lie in [0, n_in={n_in}] ({n_in} marks an empty slot), "
-                    f"found [{lo}, {hi}]."
-                )
+                raise ValueError(f"{msg}, found [{lo}, {hi}].")
         self.index = index.astype(jnp.int32)
         self.n_in = int(n_in)
 
@@ -154,7 +154,10 @@ class SpikeEvents(eqx.Module):
         return jnp.sum(self.index < self.n_in, axis=-1)
 
     def to_dense(self, dtype=jnp.float32) -> Array:
-        """The spikes as a 0/1 array `(..., T, n_in)` (one scatter; works inside `jit`)."""
+        """The spikes as a 0/1 array `(..., T, n_in)` (one scatter; works inside `jit`).
+
+        An input listed twice in one step (possible only in a hand-built table) counts
+        twice, here as in the event projection."""
         return _densify(self.index, self.n_in, dtype)
 
     def __len__(self) -> int:
@@ -168,7 +171,8 @@ class SpikeEvents(eqx.Module):
                 "SpikeEvents can only be indexed along its leading (sample) axes; the time "
                 f"and event axes must stay whole (got item {item!r})."
             )
-        return SpikeEvents(index, self.n_in)
+        # The entries were checked when this table was built: no second check per batch.
+        return eqx.tree_at(lambda e: e.index, self, index)
 
 
 def _densify(index: Array, n_in: int, dtype) -> Array:
@@ -176,8 +180,9 @@ def _densify(index: Array, n_in: int, dtype) -> Array:
     flat = index.reshape(-1, index.shape[-1])
     rows = jnp.arange(flat.shape[0])[:, None]
     # The padding index `n_in` is out of bounds: its writes are dropped (2x faster on CPU
-    # than writing into an extra column and slicing it off).
-    dense = jnp.zeros((flat.shape[0], n_in), dtype).at[rows, flat].set(1, mode="drop")
+    # than writing into an extra column and slicing it off). An index listed twice in one
+    # step counts twice, as it does in the event projection (a sum over the listed events).
+    dense = jnp.zeros((flat.shape[0], n_in), dtype).at[rows, flat].add(1, mode="drop")
     return dense.reshape(index.shape[:-1] + (n_in,))
 
 

@@ -108,6 +108,20 @@ def _step_major(model, xs, state, keys, ctx, chunk):
     return ys, state, (LayerRecord(ys, recs),)
 
 
+def _settle_dtypes(model, step_shape, dtype, state):
+    """The state in the dtypes one step gives it (nothing is computed).
+
+    States start in float32, but under `jax_enable_x64` parameters or inputs in float64
+    promote the step's result, and a scan needs its carry to keep one dtype. Only widening
+    casts happen here: a float32 state meeting float64 parameters becomes float64.
+    """
+    x = jax.ShapeDtypeStruct(step_shape, dtype)
+    after = jax.eval_shape(lambda xx, s: model(xx, s, key=jax.random.key(0))[1], x, state)
+    return jax.tree.map(
+        lambda a, b: a.astype(b.dtype) if jnp.result_type(a) != b.dtype else a, state, after
+    )
+
+
 def _check_unroll(unroll):
     if unroll is None:
         return default_unroll()
@@ -218,6 +232,7 @@ def run(
         state = model.init_state(step_shape)
     else:
         _check_state(model, state, step_shape, None)
+    state = _settle_dtypes(model, step_shape, jnp.float32 if events else xs.dtype, state)
 
     T = xs.shape[0]
     keys = None

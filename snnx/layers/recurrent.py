@@ -23,7 +23,7 @@ class RecurrentState(NamedTuple):
 class Recurrent(AbstractStatefulLayer):
     r"""Adds a learnable recurrent weight matrix to any neuron (RLIF, RCuBaLIF, RALIF...).
 
-    $$ y_t, s_t = \text{neuron}(x_t + W y_{t-1},\ s_{t-1}) $$
+    $$ y_t, s_t = \text{neuron}(x_t + W y_{t-1} + b,\ s_{t-1}) $$
 
     where $y$ is the neuron's output (spikes). The recurrent input arrives one step late,
     as in every discrete-time SNN library.
@@ -37,10 +37,13 @@ class Recurrent(AbstractStatefulLayer):
         Default 1.
     - `zero_diagonal`: if True, remove self-connections (the diagonal stays zero in
         training too). Default False.
+    - `use_bias`: if True, add a learnable bias $b$ to the recurrent input (snnTorch's
+        `RLeaky` has one; it starts at zero here). Default False.
     """
 
     neuron: AbstractStatefulLayer
     weight: Float[Array, "n n"]
+    bias: Float[Array, " n"] | None
     size: int = eqx.field(static=True)
     zero_diagonal: bool = eqx.field(static=True)
 
@@ -52,6 +55,7 @@ class Recurrent(AbstractStatefulLayer):
         key: PRNGKeyArray,
         init_scale: float = 1.0,
         zero_diagonal: bool = False,
+        use_bias: bool = False,
     ):
         if not is_stateful(neuron):
             raise TypeError(
@@ -65,6 +69,7 @@ class Recurrent(AbstractStatefulLayer):
         lim = init_scale / math.sqrt(size)
         self.neuron = neuron
         self.weight = jax.random.uniform(key, (size, size), minval=-lim, maxval=lim)
+        self.bias = jnp.zeros((size,), self.weight.dtype) if use_bias else None
         self.size = size
         self.zero_diagonal = bool(zero_diagonal)
 
@@ -86,5 +91,7 @@ class Recurrent(AbstractStatefulLayer):
 
     def __call__(self, x, state: RecurrentState, *, key=None):
         inp = x + self._weight() @ state.output
+        if self.bias is not None:
+            inp = inp + self.bias
         y, neuron_state = self.neuron(inp, state.neuron, key=key)
         return y, RecurrentState(neuron_state, y)

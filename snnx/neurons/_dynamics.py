@@ -51,3 +51,41 @@ def beta_to_tau(cls: str, beta: ArrayLike, dt: float) -> np.ndarray:
             f"got {beta}; use `snnx.IF` for beta = 1."
         )
     return -dt / np.log(b)
+
+
+def delayed_reset(v_prev: Array, threshold: Array, v_reset: Array) -> Array:
+    """snnTorch's `reset_delay=True` (its default): the spike of the previous step is
+    subtracted now, after the decay. The state holds the unreset membrane, so that spike
+    is `v_prev > threshold` again (detached, as snnTorch's `mem_reset` is)."""
+    fired = jax.lax.stop_gradient((v_prev > threshold).astype(v_prev.dtype))
+    return fired * (threshold - v_reset)
+
+
+def check_reset_delay(cls: str, reset_delay: bool, reset_mode: str, surrogate) -> bool:
+    """`reset_delay` reproduces snnTorch's subtractive reset of deterministic spikes."""
+    from ..spikes import EscapeNoise
+
+    reset_delay = bool(reset_delay)
+    if reset_delay and reset_mode != "subtract":
+        raise ValueError(
+            f"{cls} `reset_delay=True` reproduces snnTorch's delayed subtractive reset and "
+            f"needs `reset_mode='subtract'`, got {reset_mode!r}."
+        )
+    if reset_delay and isinstance(surrogate, EscapeNoise):
+        raise ValueError(
+            f"{cls} `reset_delay=True` recomputes last step's spike from the membrane, which "
+            f"a stochastic `surrogate` (EscapeNoise) cannot; use a deterministic surrogate."
+        )
+    return reset_delay
+
+
+def from_beta_arguments(cls: str, fixed: dict, kwargs: dict) -> dict:
+    """The constructor arguments of a `from_beta`: `fixed` (set by the decays) plus the
+    user's `kwargs`, refusing a keyword that would override a fixed one."""
+    clash = sorted(set(fixed) & set(kwargs))
+    if clash:
+        raise TypeError(
+            f"{cls}.from_beta sets {clash} from the decay factors; construct `{cls}(...)` "
+            f"directly to choose {'it' if len(clash) == 1 else 'them'}."
+        )
+    return {**fixed, **kwargs}

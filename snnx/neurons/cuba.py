@@ -10,7 +10,15 @@ from jaxtyping import Array, ArrayLike, Float
 from .._checks import check_dt, shape_tuple
 from ..spikes import AbstractSurrogate
 from ._abstract import AbstractContinuousNeuron
-from ._dynamics import Method, ResetMode, apply_reset, reset_membrane
+from ._dynamics import (
+    Method,
+    ResetMode,
+    apply_reset,
+    check_reset_delay,
+    delayed_reset,
+    from_beta_arguments,
+    reset_membrane,
+)
 from ._params import AbstractParametrisedNeuron, log_parameter
 
 
@@ -89,8 +97,9 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     - `tau_syn`, `tau_mem`: synaptic and membrane time constants, > 0.
     - `r`, `v_leak`, `v_threshold`, `v_reset`: as for `snnx.LIF`.
     - `w_in`: input weight of the synapse. Default 1.
-    - `dt`, `reset_mode`, `surrogate`, `method`, `detach_reset`, `trainable`: as for
-        `snnx.LIF`.
+    - `dt`, `reset_mode`, `surrogate`, `method`, `detach_reset`, `trainable`,
+        `reset_delay`: as for `snnx.LIF` (`reset_delay=True` reproduces snnTorch's
+        `Synaptic`, whose default subtracts the threshold one step late).
     """
 
     _parameters: ClassVar[dict[str, str]] = {
@@ -116,6 +125,7 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     method: Method = eqx.field(static=True)
     detach_reset: bool = eqx.field(static=True)
     trainable: frozenset[str] = eqx.field(static=True)
+    reset_delay: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -133,6 +143,7 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
         method: Method = "exact",
         detach_reset: bool = True,
         trainable=(),
+        reset_delay: bool = False,
     ):
         self._set_parameters(
             tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=v_leak, v_threshold=v_threshold,
@@ -142,6 +153,8 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
             dt=dt, reset_mode=reset_mode, method=method, surrogate=surrogate,
             detach_reset=detach_reset, trainable=trainable,
         )
+        self.reset_delay = check_reset_delay("CuBaLIF", reset_delay, self.reset_mode,
+                                             self.surrogate)
 
     @classmethod
     def from_beta(cls, alpha, beta, v_threshold=1.0, *, dt: float = 1.0, **kwargs) -> "CuBaLIF":
@@ -155,7 +168,9 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
 
         - `alpha`, `beta`: synaptic and membrane decay per step, in (0, 1).
         - `v_threshold`: threshold (default 1). `dt`: time unit (default 1).
-        - `**kwargs`: other `CuBaLIF` arguments.
+        - `**kwargs`: other `CuBaLIF` arguments (`v_reset`, `reset_mode`, `surrogate`...);
+            `reset_delay=True` reproduces snnTorch's `Synaptic` spike for spike (its default
+            subtracts the threshold one step after the spike).
 
         **Returns:**
 
@@ -164,9 +179,9 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
         dt = check_dt("CuBaLIF.from_beta", dt)
         tau_syn, tau_mem = _betas_to_taus("CuBaLIF", alpha, beta, dt)
         kwargs.setdefault("method", "euler")
-        return cls(
-            tau_syn, tau_mem, tau_mem / dt, 0.0, v_threshold, 0.0, tau_syn / dt, dt=dt, **kwargs
-        )
+        fixed = {"tau_syn": tau_syn, "tau_mem": tau_mem, "r": tau_mem / dt, "v_leak": 0.0,
+                 "v_threshold": v_threshold, "w_in": tau_syn / dt}
+        return cls(**from_beta_arguments("CuBaLIF", fixed, dict(kwargs, dt=dt)))
 
     tau_syn = log_parameter("log_tau_syn", "The synaptic time constant.")
     tau_mem = log_parameter("log_tau_mem", "The membrane time constant.")
@@ -181,8 +196,11 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     def __call__(self, x, state: CuBaState, *, key=None):
         i, v = _cuba_step(self, x, state)
         threshold, v_reset = self._get("v_threshold"), self._get("v_reset")
+        if self.reset_delay:
+            v = v - delayed_reset(state.v, threshold, v_reset)
         spikes = self.surrogate(v - threshold, key=key)
-        v = apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
+        if not self.reset_delay:
+            v = apply_reset(v, spikes, self.reset_mode, threshold, v_reset, self.detach_reset)
         return spikes, CuBaState(i, v)
 
     def vector_field(self, t, state: CuBaState, x) -> CuBaState:

@@ -176,6 +176,12 @@ def _leaf(layer, shape, path, ctx) -> nir.NIRNode:
         return nir.Threshold(threshold=_arr(layer.threshold, shape))
     if isinstance(layer, Delay):
         return nir.Delay(delay=_arr(layer.delay, shape))
+    if isinstance(layer, (LIF, CuBaLIF)) and layer.reset_delay:
+        raise ValueError(
+            f"to_nir: layer {path!r} ({type(layer).__name__}) uses `reset_delay=True`, "
+            f"snnTorch's one-step-late reset, which NIR's neuron definitions (reset at the "
+            f"spike) do not express; export a copy with `reset_delay=False`."
+        )
     if isinstance(layer, (IF, LIF, LI, CuBaLIF, CuBaLI, Integrator)):
         ctx.check_dt(layer, path)
         p = {name: _arr(layer._get(name), shape) for name in layer._parameters}
@@ -255,7 +261,8 @@ def _node(layer, shape, path, ctx) -> nir.NIRNode:
         n = layer.size
         nodes = {
             "neuron": _node(layer.neuron, (n,), _join(path, "neuron"), ctx),
-            "w_rec": nir.Linear(weight=_arr(layer._weight())),
+            "w_rec": nir.Linear(weight=_arr(layer._weight())) if layer.bias is None else
+            nir.Affine(weight=_arr(layer._weight()), bias=_arr(layer.bias)),
         }
         edges = [("input", "neuron"), ("neuron", "w_rec"), ("w_rec", "neuron"),
                  ("neuron", "output")]

@@ -280,14 +280,19 @@ def _recurrent(graph, inp, out, layers):
         return None
     for n, w in (inner, inner[::-1]):
         if set(graph.edges) == {(inp, n), (n, w), (w, n), (n, out)} and isinstance(
-            graph.nodes[w], nir.Linear
+            graph.nodes[w], (nir.Linear, nir.Affine)
         ) and is_stateful(layers[n]) and not isinstance(layers[n], (Graph, Sequential)):
             weight = jnp.asarray(np.asarray(graph.nodes[w].weight, dtype=np.float32))
             size = weight.shape[0]
             if weight.shape != (size, size):
                 return None
-            rec = Recurrent(layers[n], size, key=_KEY)
-            return eqx.tree_at(lambda r: r.weight, rec, weight)
+            affine = isinstance(graph.nodes[w], nir.Affine)
+            rec = Recurrent(layers[n], size, key=_KEY, use_bias=affine)
+            rec = eqx.tree_at(lambda r: r.weight, rec, weight)
+            if affine:
+                bias = jnp.asarray(np.asarray(graph.nodes[w].bias, dtype=np.float32))
+                rec = eqx.tree_at(lambda r: r.bias, rec, bias.reshape(size))
+            return rec
     return None
 
 

@@ -50,7 +50,40 @@ def check_data(data, name: str):
         )
     if not (jnp.issubdtype(ys.dtype, jnp.integer) or jnp.issubdtype(ys.dtype, jnp.floating)):
         raise TypeError(f"`{name}` labels must be integers or floats, got {ys.dtype}.")
+    if not isinstance(xs, (PackedSpikes, SpikeEvents)):
+        _check_finite(xs, f"`{name}` inputs")
+    _check_finite(ys, f"`{name}` targets")
     return xs, ys, n, T, tuple(shape[2:])
+
+
+def _check_finite(a, what: str) -> None:
+    """Refuse NaN/inf before training: one NaN in one sample would turn every weight it
+    reaches into NaN at the first step. One reduction on the device, one number to the
+    host."""
+    if not jnp.issubdtype(a.dtype, jnp.inexact):
+        return
+    finite = jnp.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
+    n_bad = int(a.shape[0] - jnp.count_nonzero(finite))
+    if n_bad:
+        first = int(jnp.argmin(finite))
+        raise ValueError(
+            f"{what} contain non-finite values (NaN or inf) in {n_bad} of {a.shape[0]} "
+            f"samples, the first at index {first}; drop or repair those samples (e.g. "
+            f"`np.nan_to_num`) before training."
+        )
+
+
+def check_key(key, name: str = "key") -> None:
+    """A JAX PRNG key: a typed key (`jax.random.key`) or a raw uint32 `(2,)` key."""
+    ok = isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == jnp.uint32 and key.shape == (2,))
+    )
+    if not ok:
+        raise TypeError(
+            f"`{name}` must be a JAX PRNG key such as `jax.random.key(0)`, got {key!r}; it "
+            f"draws each epoch's shuffle."
+        )
 
 
 def check_labels(model, ys, T, step_shape, name, run_kwargs):

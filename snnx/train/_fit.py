@@ -16,7 +16,14 @@ from jaxtyping import PRNGKeyArray, PyTree
 from .._checks import is_int
 from ..neurons import trainable_spec
 from ._checkpoint import load_checkpoint, save_checkpoint
-from ._data import batches, check_batch_size, check_data, check_labels, choose_input
+from ._data import (
+    batches,
+    check_batch_size,
+    check_data,
+    check_key,
+    check_labels,
+    choose_input,
+)
 from ._evaluate import evaluate_checked, rates_by_layer
 from ._history import History
 from ._progress import AbstractProgressMeter, as_progress_meter
@@ -120,6 +127,7 @@ def fit(
         raise ValueError(f"`epochs` must be a positive int, got {epochs!r}.")
     if last_batch not in ("drop", "pad"):
         raise ValueError(f"`last_batch` must be 'drop' or 'pad', got {last_batch!r}.")
+    check_key(key)
     run_kwargs = dict(run_kwargs or {})
     xs, ys, n, T, step_shape = check_data(train_data, "train_data")
     batch_size = check_batch_size(batch_size, n, last_batch)
@@ -179,9 +187,11 @@ def fit(
                 meter.batch(b, idx.shape[0], info, has_accuracy)
             infos = jax.tree.map(lambda *a: np.stack(a), *jax.device_get(collected))
         losses = np.asarray(infos["loss"])
-        bad = np.flatnonzero(~np.isfinite(losses))
+        bad = np.flatnonzero(~np.isfinite(losses) | ~np.asarray(infos["update_ok"]))
         if bad.size:
-            msg = (f"non-finite loss ({losses[bad[0]]}) at epoch {ep + 1}, step {int(bad[0]) + 1}"
+            what = (f"non-finite loss ({losses[bad[0]]})" if not np.isfinite(losses[bad[0]])
+                    else f"non-finite parameter update (loss {losses[bad[0]]:.4g})")
+            msg = (f"{what} at epoch {ep + 1}, step {int(bad[0]) + 1}"
                    f" of {losses.size}; training stopped and the last good model (before that "
                    f"step) is returned. Lower the learning rate or check the inputs.")
             history.stop(msg)

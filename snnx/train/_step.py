@@ -107,9 +107,19 @@ def _correct(cfg, outs, yb, w):
     return None
 
 
+def _checked_labels(yb, outs):
+    """Integer labels outside `[0, classes)` would give a NaN or silently wrong loss."""
+    if not jnp.issubdtype(yb.dtype, jnp.integer):
+        return yb
+    c = outs.shape[-1]
+    return eqx.error_if(yb, (yb < 0) | (yb >= c),
+                        f"`yb` labels must lie in [0, {c}) for a model with {c} outputs.")
+
+
 def _objective(params, static, xb, yb, w, key, cfg: StepConfig):
     model = eqx.combine(params, static)
     outs, recs = _forward(model, xb, key, cfg.run_options)
+    yb = _checked_labels(yb, outs)
     if cfg.per_sample:
         data_loss = jnp.sum(_per_sample_loss(cfg, outs, yb) * w) / jnp.maximum(jnp.sum(w), 1.0)
     else:
@@ -131,13 +141,17 @@ def core_step(model, opt_state, ok, xb, yb, w, key, cfg: StepConfig):
     )(params, static, xb, yb, w, key, cfg)
     updates, new_opt = cfg.optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    finite = jnp.isfinite(total)
-    good = ok & finite
+    # A finite loss can still give a non-finite update (an overflowing gradient): keep the
+    # last parameters that are all finite.
+    update_ok = jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new_params)] or [jnp.bool_(True)]
+    ))
+    good = ok & jnp.isfinite(total) & update_ok
     params = jax.tree.map(lambda a, b: jnp.where(good, a, b), new_params, params)
     opt_state = jax.tree.map(
         lambda a, b: jnp.where(good, a, b) if eqx.is_array(a) else a, new_opt, opt_state
     )
-    info = {"loss": total, "data_loss": data_loss, "correct": correct,
+    info = {"loss": total, "update_ok": update_ok, "data_loss": data_loss, "correct": correct,
             "count": jnp.sum(w), "rates": stats[0], "binary": stats[1]}
     return eqx.combine(params, static), opt_state, good, info
 
@@ -173,7 +187,9 @@ def make_step(
 
     `step(model, opt_state, xb, yb, *, key=None, weights=None) -> (model, opt_state, info)`
     where `info` holds `loss`, `data_loss`, `correct`, `count` and per-layer mean `rates`.
-    A non-finite loss leaves `model` and `opt_state` unchanged (check `info["loss"]`).
+    A non-finite loss, or an update that would make a parameter non-finite, leaves `model`
+    and `opt_state` unchanged (check `info["loss"]` and `info["update_ok"]`). Integer labels
+    outside `[0, classes)` raise an error inside the step (`eqx.error_if`).
     With `weights` (shape `(batch,)`, 0 for padding) the loss is the weighted mean of the
     per-sample losses. `key` is split over samples and passed to `snnx.run` (dropout,
     stochastic spikes).
@@ -203,9 +219,35 @@ def make_step(
             )
         if not isinstance(xb, SpikeEvents) and not jnp.issubdtype(xb.dtype, jnp.floating):
             xb = xb.astype(jnp.float32)
+        _check_opt_state(optimizer, model, opt_state)
         return _step(model, opt_state, xb, yb, weights, key)
 
     return step
+
+
+@functools.lru_cache(maxsize=64)
+def _expected_opt_structure(optimizer, model_structure, params_leaves):
+    params = jax.tree.unflatten(model_structure, params_leaves)
+    return jax.tree.structure(jax.eval_shape(optimizer.init, params))
+
+
+def _check_opt_state(optimizer, model, opt_state) -> None:
+    """A named error for an optimiser state built from other parameters (once per model
+    structure: the expected structure is cached)."""
+    params = eqx.filter(model, trainable_spec(model))
+    leaves, structure = jax.tree.flatten(params)
+    shapes = tuple(jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves)
+    try:
+        expected = _expected_opt_structure(optimizer, structure, shapes)
+    except TypeError:  # an unhashable optimizer: skip the check
+        return
+    if jax.tree.structure(opt_state) != expected:
+        raise ValueError(
+            "`opt_state` does not match the trainable parameters of `model`: build it with "
+            "`optimizer.init(eqx.filter(model, snnx.trainable_spec(model)))`. (A state from "
+            "`eqx.filter(model, eqx.is_inexact_array)` also holds the neuron parameters that "
+            "are not trainable, such as a frozen `tau`.)"
+        )
 
 
 class Programs(NamedTuple):
