@@ -76,3 +76,31 @@ def broadcasts_to(value_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
         return np.broadcast_shapes(tuple(value_shape), tuple(shape)) == tuple(shape)
     except ValueError:
         return False
+
+
+def check_key(key, name: str = "key", what: str = "") -> None:
+    """A JAX PRNG key: a typed key (`jax.random.key`) or a raw uint32 `(2,)` key."""
+    ok = isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == jnp.uint32 and key.shape == (2,))
+    )
+    if not ok:
+        raise TypeError(
+            f"`{name}` must be a JAX PRNG key such as `jax.random.key(0)`, got {key!r}"
+            + (f"; {what}." if what else ".")
+        )
+
+
+RUN_OPTIONS = ("mode", "unroll", "remat")
+
+
+def check_run_kwargs(run_kwargs) -> dict:
+    """`run_kwargs` of the training functions: options of `snnx.run` they may forward."""
+    run_kwargs = dict(run_kwargs or {})
+    extra = sorted(set(run_kwargs) - set(RUN_OPTIONS))
+    if extra:
+        raise ValueError(
+            f"`run_kwargs` may set {list(RUN_OPTIONS)} of `snnx.run`, got {extra}; the training "
+            f"functions pass `key`, `state` and `record` themselves."
+        )
+    return run_kwargs

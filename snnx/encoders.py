@@ -8,10 +8,13 @@ becomes spikes of shape `(T, *shape)` with time FIRST (what `snnx.run` takes). F
 
 from typing import Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from ._checks import check_key
 
 __all__ = ["rate", "latency", "delta", "population"]
 
@@ -24,16 +27,29 @@ def _check_steps(num_steps) -> int:
     return int(num_steps)
 
 
-def _check_unit_interval(x: Array, name: str = "x") -> None:
-    """Values outside [0, 1] are an error when `x` is concrete (skipped under `jit`)."""
+def _check_unit_interval(x: Array, name: str = "x") -> Array:
+    """Values outside [0, 1] (or NaN) are an error: at once when `x` is concrete, when the
+    program runs (`eqx.error_if`) under `jit`."""
+    msg = (f"`{name}` must lie in [0, 1] (intensities or probabilities, no NaN); rescale it "
+           f"first, e.g. `x / x.max()`")
     if isinstance(x, jax.core.Tracer):
-        return
+        return eqx.error_if(x, ~((x >= 0) & (x <= 1)), msg + ".")
     host = np.asarray(x)
     if host.size and not (np.all(host >= 0) and np.all(host <= 1)):
-        raise ValueError(
-            f"`{name}` must lie in [0, 1] (intensities or probabilities), got values in "
-            f"[{host.min()}, {host.max()}]; rescale it first, e.g. `x / x.max()`."
-        )
+        raise ValueError(f"{msg}; got values in [{np.nanmin(host)}, {np.nanmax(host)}]"
+                         + (" and NaN." if np.isnan(host).any() else "."))
+    return x
+
+
+def _check_finite(x: Array, name: str) -> Array:
+    """NaN/inf inputs are an error (concrete: at once; traced: `eqx.error_if`)."""
+    msg = f"`{name}` must be finite (no NaN or inf); repair or drop those values first"
+    if isinstance(x, jax.core.Tracer):
+        return eqx.error_if(x, ~jnp.isfinite(x), msg + ".")
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
+    if bad:
+        raise ValueError(f"{msg}; found {bad} non-finite values.")
+    return x
 
 
 def rate(
@@ -74,8 +90,9 @@ def rate(
     or `method` is unknown.
     """
     T = _check_steps(num_steps)
+    check_key(key)
     x = jnp.asarray(x, dtype=jnp.float32)
-    _check_unit_interval(x)
+    x = _check_unit_interval(x)
     lam_max = float(max_rate) * float(dt)
     if lam_max < 0:
         raise ValueError(f"`max_rate * dt` must be >= 0, got {lam_max}.")
@@ -130,7 +147,7 @@ def latency(
     """
     T = _check_steps(num_steps)
     x = jnp.asarray(x, dtype=jnp.float32)
-    _check_unit_interval(x)
+    x = _check_unit_interval(x)
     if not 0 <= threshold < 1:
         raise ValueError(f"`threshold` must lie in [0, 1), got {threshold}.")
     if method == "linear":
@@ -181,6 +198,7 @@ def delta(
         raise ValueError(
             f"`xs` must have a leading time axis, shape (T, *shape), got {xs.shape}."
         )
+    xs = _check_finite(xs, "xs")
     if threshold < 0:
         raise ValueError(f"`threshold` must be >= 0, got {threshold}.")
     d = jnp.concatenate([jnp.zeros_like(xs[:1]), jnp.diff(xs, axis=0)], axis=0)
@@ -231,7 +249,7 @@ def population(
     sigma = spacing if sigma is None else sigma
     if sigma <= 0:
         raise ValueError(f"`sigma` must be > 0, got {sigma}.")
-    x = jnp.asarray(x, dtype=jnp.float32)
+    x = _check_finite(jnp.asarray(x, dtype=jnp.float32), "x")
     centres = jnp.linspace(low, high, num_neurons, dtype=jnp.float32)
     centres = centres.reshape((1,) * x.ndim + (num_neurons,))
     return jnp.exp(-((x[..., None] - centres) ** 2) / (2 * sigma**2))

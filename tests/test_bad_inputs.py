@@ -236,3 +236,41 @@ def test_x64_states_follow_the_computation():
         state = snnx.Recurrent(snnx.LIF(2.0), 3, key=jax.random.key(0)).init_state(
             (3,), jnp.float64)
         assert all(a.dtype == jnp.float64 for a in jax.tree.leaves(state))
+
+
+def test_run_kwargs_and_run_key_are_checked():
+    with pytest.raises(ValueError, match=r"`run_kwargs` may set \['mode', 'unroll', 'remat'\]"):
+        _fit(_data(), run_kwargs={"record": True})
+    with pytest.raises(ValueError, match=r"`run_kwargs` may set"):
+        snnx.make_step(losses.ce_max_membrane, _OPT, run_kwargs={"unrol": 2})
+    with pytest.raises(ValueError, match=r"`run_kwargs` may set"):
+        snnx.evaluate(_model(), _data(), run_kwargs={"key": jax.random.key(0)})
+    with pytest.raises(TypeError, match=r"`key` must be a JAX PRNG key"):
+        snnx.run(_model(), jnp.ones((3, D)), key=3)
+    model = _model()
+    foreign = _OPT.init(eqx.filter(model, eqx.is_inexact_array))
+    with pytest.raises(ValueError, match=r"`opt_state` does not match"):
+        _fit(_data(), opt_state=foreign)
+
+
+@pytest.mark.parametrize("case", ["rate", "latency", "delta", "population"])
+def test_encoders_refuse_nan_also_under_jit(case):
+    from snnx import encoders
+
+    k = jax.random.key(0)
+    fns = {"rate": lambda x: encoders.rate(x, 4, key=k),
+           "latency": lambda x: encoders.latency(x, 4),
+           "delta": lambda x: encoders.delta(x[:, None]),
+           "population": lambda x: encoders.population(x, 3)}
+    bad = jnp.array([0.2, jnp.nan, 0.4])
+    with pytest.raises(ValueError, match=r"`xs?` must "):
+        fns[case](bad)  # delta: was all zeros; population: was NaN; both silent
+    with pytest.raises(Exception, match=r"`xs?` must "):
+        jax.block_until_ready(jax.jit(fns[case])(bad))
+    if case in ("rate", "latency"):
+        with pytest.raises(Exception, match=r"`x` must lie in \[0, 1\]"):
+            jax.block_until_ready(jax.jit(fns[case])(jnp.array([0.2, 1.5, 0.4])))
+    assert np.all(np.isfinite(np.asarray(jax.jit(fns[case])(jnp.array([0.2, 0.9, 0.4])))))
+    if case == "rate":
+        with pytest.raises(TypeError, match=r"`key` must be a JAX PRNG key"):
+            encoders.rate(jnp.array([0.5]), 4, key=None)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 
-from .._checks import is_int
+from .._checks import check_key, is_int
 from ..events import SpikeEvents
 from ..layers._abstract import LayerRecord
 from ..layers._util import is_stateful, layer_name
@@ -237,6 +237,7 @@ def run(
     T = xs.shape[0]
     keys = None
     if key is not None:
+        check_key(key, what="or None for a deterministic model")
         keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(T))
     chunk = remat.chunk_length(T)
 

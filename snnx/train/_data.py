@@ -73,19 +73,6 @@ def _check_finite(a, what: str) -> None:
         )
 
 
-def check_key(key, name: str = "key") -> None:
-    """A JAX PRNG key: a typed key (`jax.random.key`) or a raw uint32 `(2,)` key."""
-    ok = isinstance(key, jax.Array) and (
-        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-        or (key.dtype == jnp.uint32 and key.shape == (2,))
-    )
-    if not ok:
-        raise TypeError(
-            f"`{name}` must be a JAX PRNG key such as `jax.random.key(0)`, got {key!r}; it "
-            f"draws each epoch's shuffle."
-        )
-
-
 def check_labels(model, ys, T, step_shape, name, run_kwargs):
     """Labels against the model's output: class count and range, before any compilation."""
     out = jax.eval_shape(

@@ -6,6 +6,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
+from .._checks import check_run_kwargs
 from ..layers._util import is_stateful
 from ..layers.sequential import Sequential
 from ._data import check_batch_size, check_data, check_labels, choose_input
@@ -46,7 +47,7 @@ def evaluate(
 
     `ValueError`/`TypeError` for malformed data or labels that do not fit the model.
     """
-    run_kwargs = dict(run_kwargs or {})
+    run_kwargs = check_run_kwargs(run_kwargs)
     xs, ys, n, T, step_shape = check_data(data, "data")
     check_labels(model, ys, T, step_shape, "data", run_kwargs)
     batch_size = check_batch_size(batch_size, n, "pad")

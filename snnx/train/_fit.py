@@ -13,21 +13,20 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray, PyTree
 
-from .._checks import is_int
+from .._checks import check_key, check_run_kwargs, is_int
 from ..neurons import trainable_spec
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._data import (
     batches,
     check_batch_size,
     check_data,
-    check_key,
     check_labels,
     choose_input,
 )
 from ._evaluate import evaluate_checked, rates_by_layer
 from ._history import History
 from ._progress import AbstractProgressMeter, as_progress_meter
-from ._step import make_config, programs
+from ._step import check_opt_state, make_config, programs
 
 
 def fit(
@@ -127,8 +126,8 @@ def fit(
         raise ValueError(f"`epochs` must be a positive int, got {epochs!r}.")
     if last_batch not in ("drop", "pad"):
         raise ValueError(f"`last_batch` must be 'drop' or 'pad', got {last_batch!r}.")
-    check_key(key)
-    run_kwargs = dict(run_kwargs or {})
+    check_key(key, what="it draws each epoch's shuffle")
+    run_kwargs = check_run_kwargs(run_kwargs)
     xs, ys, n, T, step_shape = check_data(train_data, "train_data")
     batch_size = check_batch_size(batch_size, n, last_batch)
     check_labels(model, ys, T, step_shape, "train_data", run_kwargs)
@@ -153,6 +152,8 @@ def fit(
 
     if opt_state is None:
         opt_state = optimizer.init(eqx.filter(model, trainable_spec(model)))
+    else:
+        check_opt_state(optimizer, model, opt_state)
     history = History(evaluated=eval_data is not None, input=input_kind,
                       skipped=n % batch_size if last_batch == "drop" else 0)
     start = 0

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._checks import check_run_kwargs
 from ..engine import compiler_options, run
 from ..events import SpikeEvents
 from ..metrics import predictor_for
@@ -69,7 +70,7 @@ def make_config(loss, optimizer, regulariser, predict, run_kwargs, stochastic, p
     if regulariser is not None and not callable(regulariser):
         raise TypeError("`regulariser` must be a function records -> scalar, or None.")
     return StepConfig(loss, optimizer, regulariser, resolve_predict(loss, predict),
-                      tuple(sorted(dict(run_kwargs or {}).items())), bool(stochastic),
+                      tuple(sorted(check_run_kwargs(run_kwargs).items())), bool(stochastic),
                       bool(per_sample))
 
 
@@ -219,7 +220,7 @@ def make_step(
             )
         if not isinstance(xb, SpikeEvents) and not jnp.issubdtype(xb.dtype, jnp.floating):
             xb = xb.astype(jnp.float32)
-        _check_opt_state(optimizer, model, opt_state)
+        check_opt_state(optimizer, model, opt_state)
         return _step(model, opt_state, xb, yb, weights, key)
 
     return step
@@ -231,7 +232,7 @@ def _expected_opt_structure(optimizer, model_structure, params_leaves):
     return jax.tree.structure(jax.eval_shape(optimizer.init, params))
 
 
-def _check_opt_state(optimizer, model, opt_state) -> None:
+def check_opt_state(optimizer, model, opt_state) -> None:
     """A named error for an optimiser state built from other parameters (once per model
     structure: the expected structure is cached)."""
     params = eqx.filter(model, trainable_spec(model))
