@@ -42,10 +42,13 @@ def test_gradients_equal_linear(getkey):
 
 def test_in_snnx_run_matches_dense_model(getkey):
     lin = eqx.nn.Linear(30, 8, key=getkey())
-    dense = snnx.Sequential([lin, snnx.LIF(5.0), eqx.nn.Linear(8, 3, key=getkey()),
+    # r=10 lifts the hidden layer over threshold: a silent one would compare only surrogates
+    dense = snnx.Sequential([lin, snnx.LIF(5.0, r=10.0), eqx.nn.Linear(8, 3, key=getkey()),
                              snnx.LI(5.0)])
     sparse = eqx.tree_at(lambda m: m.layers[0], dense, SparseLinear.from_linear(lin))
     xb = _spikes(getkey(), (2, 12, 30), 0.2)
+    rec = jax.vmap(lambda x: snnx.run(sparse, x, record=True)[2])(xb)
+    assert 0.05 < float(rec[1].output.mean()) < 0.5  # the hidden layer spikes
 
     def loss(model):
         out, _ = jax.vmap(lambda x: snnx.run(model, x))(xb)
