@@ -48,8 +48,13 @@ def _problem(seed, w_scale):
 # ----------------------------------------------------------------------------- references
 
 
-def _ref_lif(w, xs, c, *, tau, r, v_leak, thr, v_reset, dt, detach, w_rec=None):
-    """LIF (optionally with recurrent weights `w_rec` on the previous spikes)."""
+def _ref_lif(w, xs, c, *, tau, r, v_leak, thr, v_reset, dt, detach, w_rec=None,
+             reset_mode="subtract"):
+    """LIF (optionally with recurrent weights `w_rec` on the previous spikes).
+
+    `"subtract"`: v = u - s (thr - v_reset); `"to_value"`: v = u + s (v_reset - u).
+    """
+    to_value = reset_mode == "to_value"
     beta = np.exp(-dt / tau)
     gain = 1.0 - beta
     n = w.shape[0]
@@ -60,7 +65,7 @@ def _ref_lif(w, xs, c, *, tau, r, v_leak, thr, v_reset, dt, detach, w_rec=None):
         inp = w @ xs[t] + (0.0 if w_rec is None else w_rec @ s_prev)
         u = v_leak + beta * (v - v_leak) + gain * r * inp
         s = (u - thr > 0).astype(float)
-        v = u - s * (thr - v_reset)
+        v = u + s * (v_reset - u) if to_value else u - s * (thr - v_reset)
         us.append(u), ss.append(s), inps.append(inp)
         s_prev = s
     v_bar = np.zeros(n)  # adjoint of v_t (after reset)
@@ -69,8 +74,9 @@ def _ref_lif(w, xs, c, *, tau, r, v_leak, thr, v_reset, dt, detach, w_rec=None):
     for t in reversed(range(T)):
         s_bar = c[t] + (0.0 if w_rec is None else w_rec.T @ g_next)
         if not detach:
-            s_bar = s_bar - v_bar * (thr - v_reset)
-        u_bar = v_bar + s_bar * _sg(us[t] - thr)
+            s_bar = s_bar + v_bar * ((v_reset - us[t]) if to_value else -(thr - v_reset))
+        # to_value: dv/du = 1 - s through the (1 - s) u term, whether or not s is detached
+        u_bar = v_bar * ((1.0 - ss[t]) if to_value else 1.0) + s_bar * _sg(us[t] - thr)
         d_inp[t] = gain * r * u_bar
         v_bar = beta * u_bar
         g_next = d_inp[t]
@@ -192,12 +198,13 @@ def _reset_matters(run_ref):
 # ----------------------------------------------------------------------------------- tests
 
 
+@pytest.mark.parametrize("reset_mode", ["subtract", "to_value"])
 @pytest.mark.parametrize("detach", [True, False])
-def test_lif_bptt_matches_hand_written_reference(detach, dtype):
+def test_lif_bptt_matches_hand_written_reference(detach, reset_mode, dtype):
     xs, w, c = _problem(0, 1.0)
-    p = dict(tau=5.0, r=1.5, v_leak=0.1, thr=1.0, v_reset=-0.2, dt=1.0)
+    p = dict(tau=5.0, r=1.5, v_leak=0.1, thr=1.0, v_reset=-0.2, dt=1.0, reset_mode=reset_mode)
     neuron = snnx.LIF(p["tau"], p["r"], p["v_leak"], p["thr"], p["v_reset"], dt=p["dt"],
-                      detach_reset=detach)
+                      detach_reset=detach, reset_mode=reset_mode)
     ref = _ref_lif(w, xs, c, detach=detach, **p)
     _compare(ref, _snnx_grads(neuron, w, xs, c, dtype), dtype)
     _reset_matters(lambda d: _ref_lif(w, xs, c, detach=d, **p))
