@@ -224,12 +224,13 @@ _ADEX = dict(c_m=281.0, g_l=30.0, e_l=-70.6, v_t=-50.4, delta_t=2.0, tau_w=144.0
              b=80.5, v_reset=-70.6, v_peak=20.0)
 
 
-def test_adex_subthreshold_response_matches_solve_ivp():
+def test_adex_subthreshold_response_matches_solve_ivp(dtype):
     # 400 pA is below the rheobase (~627 pA): v and w relax to the fixed point, along the
     # trajectory of the AdEx ODE (the forward-Euler step of dt = 0.1 ms is O(dt) off it)
     adex, current, T = snnx.AdEx(), 400.0, 3000
-    out, _, rec = snnx.run(adex, jnp.full((T, 1), current, jnp.float32), record=True)
-    assert out.sum() == 0
+    out, _, rec = snnx.run(adex, jnp.full((T, 1), current, dtype), adex.init_state(1, dtype),
+                           record=True)
+    assert out.sum() == 0 and rec[0].state.v.dtype == dtype
     t = adex.dt * np.arange(1, T + 1)
     ref = solve_ivp(_adex_rhs, (0, t[-1]), [_ADEX["e_l"], 0.0], t_eval=t, rtol=1e-10,
                     atol=1e-10, args=(current, _ADEX)).y
@@ -257,9 +258,19 @@ _LIF_P = dict(tau=4.0, r=1.5, v_leak=0.2, v_threshold=1.1, v_reset=-0.3)
 _CUBA_P = dict(tau_syn=2.0, tau_mem=5.0, r=1.5, v_leak=0.2, w_in=0.8)
 
 
-def _rand_state(neuron, rng):
-    state = neuron.init_state((3,))
-    return jax.tree.map(lambda a: jnp.asarray(rng.uniform(-1, 2, size=3), jnp.float32), state)
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    if request.param == "float64":
+        jax.config.update("jax_enable_x64", True)
+        yield jnp.float64
+        jax.config.update("jax_enable_x64", False)
+    else:
+        yield jnp.float32
+
+
+def _rand_state(neuron, rng, dtype):
+    state = neuron.init_state((3,), dtype)
+    return jax.tree.map(lambda a: jnp.asarray(rng.uniform(-1, 2, size=3), dtype), state)
 
 
 def _closed_forms(name):
@@ -308,28 +319,30 @@ def _closed_forms(name):
 
 
 @pytest.mark.parametrize("name", ["LIF", "IF", "LI", "CuBaLIF", "CuBaLI", "ALIF", "AdEx"])
-def test_continuous_form_is_the_ode(name):
+def test_continuous_form_is_the_ode(name, dtype):
     neuron, field, cond, reset = _closed_forms(name)
     rng = np.random.default_rng(0)
-    state = _rand_state(neuron, rng)
+    state = _rand_state(neuron, rng, dtype)
     if name == "AdEx":  # membranes in mV around threshold, one past the exponent cap
-        state = state._replace(v=jnp.array([-70.0, -52.0, 25.0]), w=jnp.array([0.0, 40.0, 90.0]))
-    x = jnp.asarray(rng.uniform(-1, 2, size=3) * (500.0 if name == "AdEx" else 1.0),
-                    jnp.float32)
+        state = state._replace(v=jnp.array([-70.0, -52.0, 25.0], dtype),
+                               w=jnp.array([0.0, 40.0, 90.0], dtype))
+    x = jnp.asarray(rng.uniform(-1, 2, size=3) * (500.0 if name == "AdEx" else 1.0), dtype)
     s64 = jax.tree.map(lambda a: np.asarray(a, np.float64), state)
     x64 = np.asarray(x, np.float64)
+    tol = 1e-5 if dtype == jnp.float32 else 1e-12
     got = neuron.vector_field(0.0, state, x)
     for g, w in zip(jax.tree.leaves(got), field(s64, x64)):
-        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(neuron.spike_condition(state), cond(s64), rtol=1e-6, atol=1e-6)
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+    np.testing.assert_allclose(neuron.spike_condition(state), cond(s64), rtol=tol, atol=tol)
     spiked = np.array([True, False, True])
     new = neuron.reset(state, jnp.asarray(spiked))
     for g, w in zip(jax.tree.leaves(new), reset(s64, spiked.astype(np.float64))):
-        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("name", ["LIF", "IF", "LI", "ALIF", "AdEx"])
-def test_euler_step_is_state_plus_dt_vector_field(name):
+def test_euler_step_is_state_plus_dt_vector_field(name, dtype):
     # below threshold, one `method="euler"` step (AdEx: its only step) is the forward-Euler
     # step of `vector_field`; the exact step differs from it by O(dt^2)
     dt = 1e-2
@@ -342,17 +355,20 @@ def test_euler_step_is_state_plus_dt_vector_field(name):
                                   method="euler"),
         "AdEx": lambda: snnx.AdEx(dt=dt),
     }[name]()
-    state = neuron.init_state((3,))
-    x = jnp.array([0.3, -0.5, 1.0]) * (300.0 if name == "AdEx" else 1.0)
+    state = neuron.init_state((3,), dtype)
+    x = jnp.array([0.3, -0.5, 1.0], dtype) * (300.0 if name == "AdEx" else 1.0)
     if name == "AdEx":
-        state = state._replace(v=jnp.array([-70.0, -60.0, -52.0]), w=jnp.array([0.0, 10., 50.]))
+        state = state._replace(v=jnp.array([-70.0, -60.0, -52.0], dtype),
+                               w=jnp.array([0.0, 10., 50.], dtype))
     else:
-        state = jax.tree.map(lambda a: a + jnp.array([0.1, 0.4, 0.7]), state)
+        state = jax.tree.map(lambda a: a + jnp.array([0.1, 0.4, 0.7], dtype), state)
     out, new = neuron(x, state)
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(new))
     if name != "LI":
         assert not np.any(np.asarray(out))
     want = jax.tree.map(lambda s, d: s + dt * d, state, neuron.vector_field(0.0, state, x))
-    assert eqx.tree_equal(new, want, rtol=1e-6, atol=1e-6)
+    tol = 1e-6 if dtype == jnp.float32 else 1e-13
+    assert eqx.tree_equal(new, want, rtol=tol, atol=tol)
 
 
 def test_simulate_li_and_cubali_constant_current_closed_form():
