@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
+from scipy.optimize import brentq
 
 import snnx
 
@@ -204,9 +205,17 @@ def test_izhikevich_rests_without_input():
 
 def test_adex_adaptation_and_rest():
     adex = snnx.AdEx()
-    out, state = _steps(adex, np.zeros((500, 1)))
+    # from a perturbed state (v = -60 mV, w = 50 pA) it relaxes to the rest fixed point v*,
+    # the root of -(g_l + a)(v - E_L) + g_l Delta_T e^{(v - V_T)/Delta_T} below V_T
+    p = _ADEX
+    v_star = brentq(lambda v: -(p["g_l"] + p["a"]) * (v - p["e_l"])
+                    + p["g_l"] * p["delta_t"] * math.exp((v - p["v_t"]) / p["delta_t"]),
+                    p["e_l"] - 5.0, p["v_t"])
+    start = snnx.neurons.adex.AdExState(jnp.array([-60.0]), jnp.array([50.0]))
+    out, state = _steps(adex, np.zeros((15000, 1)), start)
     assert out.sum() == 0
-    np.testing.assert_allclose(state.v, -70.6, atol=1e-3)
+    np.testing.assert_allclose(state.v, v_star, atol=1e-3)
+    np.testing.assert_allclose(state.w, p["a"] * (v_star - p["e_l"]), atol=1e-2)
     isi = _isis(adex, 1000.0, 4000)  # 1 nA step, 400 ms
     assert len(isi) >= 4
     assert isi[-1] > 1.5 * isi[0]  # adaptation current b slows firing
