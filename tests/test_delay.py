@@ -53,9 +53,10 @@ def test_scalar_delay_on_images_jit_vmap_grad(getkey):
 
 def test_delay_inside_sequential_layer_major_equals_step_major(getkey):
     model = snnx.Sequential([eqx.nn.Linear(3, 4, key=getkey()), Delay(jnp.arange(4.0)),
-                             snnx.LIF(tau=3.0)])
+                             snnx.LIF(tau=3.0, r=3.0)])
     xs = jax.random.normal(getkey(), (10, 3)) * 3
     a, _ = snnx.run(model, xs, mode="layer")
+    assert 0.05 < float(a.mean()) < 0.5  # the delayed LIF spikes
     b, _ = snnx.run(model, xs, mode="step")
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -97,16 +97,24 @@ def test_project_gradients_equal_dense(getkey, density, grad_path, monkeypatch):
     np.testing.assert_allclose(t_ev, fd, rtol=2e-2)
 
 
-def _model(key, n_in=30):
+def _model(key, n_in=30, r=20.0):
+    # r lifts the hidden LIF over threshold (with r=1 it never spikes and the equalities
+    # below would compare only smooth surrogate derivatives)
     k1, k2 = jax.random.split(key)
-    return snnx.Sequential([eqx.nn.Linear(n_in, 12, key=k1), snnx.LIF(5.0),
+    return snnx.Sequential([eqx.nn.Linear(n_in, 12, key=k1), snnx.LIF(5.0, r=r),
                             eqx.nn.Linear(12, 3, key=k2), snnx.LI(5.0)])
+
+
+def _hidden_rate(model, x):
+    rec = jax.vmap(lambda xi: snnx.run(model, xi, record=True)[2])(jnp.asarray(x))
+    return float(rec[1].output.mean())
 
 
 def test_run_with_events_equals_dense_run(getkey):
     model = _model(getkey())
     x = _raster(4, (3, 16, 30), 0.2)
     ev = SpikeEvents.from_dense(x)
+    assert 0.05 < _hidden_rate(model, x) < 0.5
 
     def loss(m, data, **kw):
         out, _ = jax.vmap(lambda xi: snnx.run(m, xi, **kw))(data)
@@ -138,6 +146,7 @@ def test_fit_on_events_equals_fit_on_dense(getkey):
     model = _model(getkey(), n_in=20)
     x = _raster(5, (24, 10, 20), 0.2)
     y = np.random.default_rng(5).integers(0, 3, 24)
+    assert 0.05 < _hidden_rate(model, x) < 0.5
     key = jax.random.key(3)
     kw = dict(loss=snnx.losses.ce_max_membrane, optimizer=optax.adam(1e-2), epochs=2, batch_size=8,
               key=key, progress=False)
@@ -176,10 +185,11 @@ def test_bad_inputs(getkey):
 
 
 def test_fit_chooses_events_automatically(getkey):
-    model = _model(getkey(), n_in=60)
+    model = _model(getkey(), n_in=60, r=40.0)  # a sparse input needs more gain to spike
     rng = np.random.default_rng(7)
     x = (rng.random((16, 10, 60)) < 0.02).astype(np.float32)
     y = rng.integers(0, 3, 16)
+    assert 0.05 < _hidden_rate(model, x) < 0.5
     kw = dict(loss=snnx.losses.ce_max_membrane, optimizer=optax.adam(1e-2), epochs=1,
               batch_size=8, key=jax.random.key(0), progress=False)
     m_a, h_a = snnx.fit(model, train_data=(x, y), **kw)

@@ -16,13 +16,14 @@ def _xs(key, T=10, n=3, scale=3.0):
 
 
 def test_chain_graph_equals_sequential(getkey):
-    layers = [eqx.nn.Linear(3, 4, key=getkey()), snnx.LIF(tau=4.0),
+    layers = [eqx.nn.Linear(3, 4, key=getkey()), snnx.LIF(tau=4.0, r=4.0),
               eqx.nn.Linear(4, 2, key=getkey()), snnx.LI(tau=5.0)]
     graph = Graph({f"n{i}": layer for i, layer in enumerate(layers)},
                   [("input", "n0"), ("n0", "n1"), ("n1", "n2"), ("n2", "n3"), ("n3", "output")])
     xs = _xs(getkey())
     a, _ = snnx.run(graph, xs)
-    b, _ = snnx.run(snnx.Sequential(layers), xs)
+    b, _, rec = snnx.run(snnx.Sequential(layers), xs, record=True)
+    assert 0.05 < float(rec[1].output.mean()) < 0.5  # the LIF spikes
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
     assert graph.output_shape((3,)) == (2,)
     assert graph.feedback_edges == ()
@@ -111,8 +112,8 @@ def test_layer_major_equals_step_major_for_dags(getkey):
                   [("input", "fc"), ("fc", "li"), ("li", "output"), ("input", "output")])
     graph = Graph(
         {"a": eqx.nn.Linear(3, 4, key=getkey()), "drop": eqx.nn.Dropout(0.3),
-         "b": eqx.nn.Linear(3, 4, key=getkey()), "lif": snnx.LIF(tau=3.0),
-         "sub": inner, "seq": snnx.Sequential([snnx.LIF(tau=2.0)])},
+         "b": eqx.nn.Linear(3, 4, key=getkey()), "lif": snnx.LIF(tau=3.0, r=3.0),
+         "sub": inner, "seq": snnx.Sequential([snnx.LIF(tau=2.0, r=3.0)])},
         [("input", "a"), ("a", "drop"), ("drop", "lif"), ("input", "b"), ("b", "lif"),
          ("lif", "sub"), ("sub", "seq"), ("seq", "output"), ("b", "output")],
     )
@@ -122,6 +123,9 @@ def test_layer_major_equals_step_major_for_dags(getkey):
     np.testing.assert_allclose(np.asarray(layer), np.asarray(step), rtol=1e-6, atol=1e-6)
     assert eqx.tree_equal(s_layer, s_step, rtol=1e-6, atol=1e-6)
     assert float(jnp.sum(step != 0)) > 10
+    # the output is the last LIF's spikes plus the skip edge from "b": the spikes are there
+    spikes = step - jax.vmap(graph.nodes["b"])(xs)
+    assert 0.05 < float(spikes.mean()) < 0.6
     det = eqx.nn.inference_mode(graph)
     no_key, _ = snnx.run(det, xs, mode="layer")
     np.testing.assert_allclose(np.asarray(no_key), np.asarray(snnx.run(det, xs)[0]), rtol=1e-6)

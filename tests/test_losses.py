@@ -103,3 +103,34 @@ def test_losses_jit_and_grad(batch):
                losses.ce_mean_membrane, losses.mse_count, losses.ce_first_spike):
         g = jax.jit(jax.grad(fn))(outs, labels)
         assert g.shape == outs.shape and np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_ce_first_spike_gradient_is_the_closed_form(binary):
+    # tau_bc = sum_t prod_{t'<=t} (1 - s_bt'c); L = mean_b CE(-scale tau_b, y_b), so
+    # dL/ds_buc = -(scale / B) (softmax(-scale tau_b)_c - [c = y_b]) * dtau_bc/ds_buc with
+    # dtau_bc/ds_buc = -sum_{t>=u} prod_{t'<=t, t'!=u} (1 - s_bt'c)  (no division: s may be 1)
+    rng = np.random.default_rng(0)
+    B, T, C, scale = 3, 6, 4, 0.7
+    s = rng.uniform(size=(B, T, C))
+    if binary:
+        s = (s < 0.3).astype(np.float64)
+    labels = np.array([0, 2, 3])
+    tau = np.cumprod(1 - s, axis=1).sum(axis=1)
+    z = -scale * tau
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    dl_dtau = -scale / B * (p - np.eye(C)[labels])
+    want = np.zeros_like(s)
+    for b in range(B):
+        for c in range(C):
+            for u in range(T):
+                keep = 1 - s[b, :, c]
+                total = 0.0
+                for t in range(u, T):
+                    total += np.prod(np.delete(keep[: t + 1], u))
+                want[b, u, c] = -dl_dtau[b, c] * total
+    g = jax.jit(jax.grad(losses.ce_first_spike))(jnp.asarray(s, jnp.float32), jnp.asarray(labels),
+                                                 scale=scale)
+    np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-7)
+    assert np.abs(want).max() > 1e-3

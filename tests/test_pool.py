@@ -52,14 +52,17 @@ def test_tiled_pool_declines_overlapping_or_padded_windows():
 
 
 def test_conv_net_layer_major_equals_step_major(getkey):
-    # layer-major applies the pools through `tiled_pool`, step-major calls equinox's layers
+    # layer-major applies the pools through `tiled_pool`, step-major calls equinox's layers;
+    # r=4 makes the LIF spike, so the max pool's gradient routing is seen through spikes
     model = snnx.Sequential([
-        eqx.nn.Conv2d(2, 4, 3, key=getkey()), eqx.nn.MaxPool2d(2, 2), snnx.LIF(5.0),
+        eqx.nn.Conv2d(2, 4, 3, key=getkey()), eqx.nn.MaxPool2d(2, 2), snnx.LIF(5.0, r=4.0),
         eqx.nn.AvgPool2d(2, 2), jnp.ravel, eqx.nn.Linear(4 * 3 * 3, 3, key=getkey()),
         snnx.LI(5.0),
     ])
     xs = jnp.asarray((np.random.default_rng(1).random((12, 2, 14, 14)) < 0.3)
                      .astype(np.float32))
+    rec = snnx.run(model, xs, record=True)[2]
+    assert 0.05 < float(rec[2].output.mean()) < 0.5  # the LIF layer spikes
 
     def loss(m, mode):
         return jnp.sum(snnx.run(m, xs, mode=mode)[0] ** 2)

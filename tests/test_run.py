@@ -19,7 +19,7 @@ def _mlp(key, n_in=12, n_hidden=10, n_out=4):
             eqx.nn.Linear(n_in, n_hidden, key=k1),
             snnx.LIF(tau=5.0, r=4.0),
             eqx.nn.Dropout(0.3),
-            snnx.Recurrent(snnx.CuBaLIF(2.0, 5.0, r=4.0), n_hidden, key=k2),
+            snnx.Recurrent(snnx.CuBaLIF(2.0, 5.0, r=8.0), n_hidden, key=k2),
             eqx.nn.Linear(n_hidden, n_out, key=k3),
             snnx.LI(tau=8.0),
         ]
@@ -28,6 +28,14 @@ def _mlp(key, n_in=12, n_hidden=10, n_out=4):
 
 def _inputs(key, T=30, n=12):
     return (jax.random.uniform(key, (T, n)) < 0.4).astype(jnp.float32) * 6.0
+
+
+def _assert_mlp_spikes(model, xs):
+    # both spiking layers of `_mlp` (LIF, recurrent CuBaLIF) must spike for an equality of
+    # runs or gradients to compare more than smooth surrogate derivatives
+    rec = snnx.run(eqx.nn.inference_mode(model), xs, record=True)[2]
+    for i in (1, 3):
+        assert 0.02 < float(rec[i].output.mean()) < 0.5, i
 
 
 def test_layer_major_equals_step_major_with_keys(getkey):
@@ -46,6 +54,7 @@ def test_layer_major_equals_step_major_with_keys(getkey):
 def test_layer_major_equals_step_major_gradients(getkey):
     model, xs = _mlp(getkey()), _inputs(getkey())
     model = eqx.nn.inference_mode(model)
+    _assert_mlp_spikes(model, xs)
 
     def loss(m, mode):
         return jnp.sum(snnx.run(m, xs, mode=mode)[0] ** 2)
@@ -57,6 +66,7 @@ def test_layer_major_equals_step_major_gradients(getkey):
 
 def test_step_major_is_manual_loop(getkey):
     model, xs = eqx.nn.inference_mode(_mlp(getkey())), _inputs(getkey(), T=8)
+    _assert_mlp_spikes(model, xs)
     state = model.init_state((12,))
     outs = []
     for x in xs:
@@ -70,6 +80,7 @@ def test_step_major_is_manual_loop(getkey):
 @pytest.mark.parametrize("remat", [True, 4, 7])
 def test_remat_and_unroll_change_nothing(remat, getkey):
     model, xs = eqx.nn.inference_mode(_mlp(getkey())), _inputs(getkey(), T=30)
+    _assert_mlp_spikes(model, xs)
 
     def loss(m, **kw):
         return jnp.sum(snnx.run(m, xs, **kw)[0] ** 2)
@@ -117,6 +128,7 @@ def test_record_shapes_and_nested_sequential(getkey):
     xs = _inputs(getkey(), T=9)
     ys, state, rec = snnx.run(model, xs, record=True)
     assert ys.shape == (9, 2)
+    assert 0.05 < float(rec[0].output.mean()) < 0.6  # the nested LIF spikes
     assert [r.output.shape for r in rec] == [(9, 6), (9, 2), (9, 2)]
     assert rec[0].state[1].v.shape == (9, 6)  # the nested LIF's membrane over time
     assert rec[1].state is None
@@ -125,18 +137,22 @@ def test_record_shapes_and_nested_sequential(getkey):
 
 
 def test_conv_stack_layer_major_equals_step_major(getkey):
+    # the gains make both LIF layers spike: with r=1 the output layer is silent
     model = snnx.Sequential(
         [
             eqx.nn.Conv2d(2, 4, 3, padding=1, key=getkey()),
-            snnx.LIF(tau=4.0),
+            snnx.LIF(tau=4.0, r=4.0),
             eqx.nn.AvgPool2d(2, 2),
             jnp.ravel,
             eqx.nn.Linear(4 * 4 * 4, 3, key=getkey()),
-            snnx.LIF(tau=4.0),
+            snnx.LIF(tau=4.0, r=25.0),
         ]
     )
     xs = (jax.random.uniform(getkey(), (6, 2, 8, 8)) < 0.3).astype(jnp.float32) * 3
     assert model.output_shape((2, 8, 8)) == (3,)
+    rec = snnx.run(model, xs, record=True)[2]
+    assert 0.05 < float(rec[1].output.mean()) < 0.5
+    assert 0.05 < float(rec[5].output.mean()) < 0.5
     a, _ = snnx.run(model, xs, mode="layer")
     b, _ = snnx.run(model, xs, mode="step")
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -145,6 +161,7 @@ def test_conv_stack_layer_major_equals_step_major(getkey):
 def test_batched_run_with_vmap_matches_loop(getkey):
     model = eqx.nn.inference_mode(_mlp(getkey()))
     xb = jnp.stack([_inputs(getkey(), T=10) for _ in range(3)])
+    _assert_mlp_spikes(model, xb[0])
     batched = jax.vmap(lambda x: snnx.run(model, x)[0])(xb)
     for i in range(3):
         np.testing.assert_allclose(batched[i], snnx.run(model, xb[i])[0], rtol=1e-5, atol=1e-6)
@@ -252,6 +269,7 @@ def test_custom_neuron_runs_and_trains_one_step(getkey):
         return jnp.mean((counts - target) ** 2)
 
     a, b = snnx.run(model, xb[0], mode="layer")[0], snnx.run(model, xb[0], mode="step")[0]
+    assert 0.02 < float(snnx.run(model, xb[0], record=True)[2][1].output.mean()) < 0.5
     np.testing.assert_allclose(a, b, atol=1e-6)
     opt = optax.sgd(1e-3)
     params = eqx.filter(model, eqx.is_inexact_array)
@@ -268,9 +286,10 @@ def test_compiler_options_compile_and_agree(getkey):
     assert isinstance(opts, dict)
     if jax.default_backend() == "cpu":
         assert opts, "the CPU convolution option should be accepted by this jaxlib"
-    model = snnx.Sequential([eqx.nn.Conv2d(2, 3, 3, key=getkey()), snnx.LIF(4.0), jnp.ravel,
-                             eqx.nn.Linear(3 * 6 * 6, 2, key=getkey()), snnx.LI(4.0)])
+    model = snnx.Sequential([eqx.nn.Conv2d(2, 3, 3, key=getkey()), snnx.LIF(4.0, r=8.0),
+                             jnp.ravel, eqx.nn.Linear(3 * 6 * 6, 2, key=getkey()), snnx.LI(4.0)])
     xs = jax.random.bernoulli(getkey(), 0.3, (5, 2, 8, 8)).astype(jnp.float32)
+    assert 0.05 < float(snnx.run(model, xs, record=True)[2][1].output.mean()) < 0.5
 
     def loss(m):
         return jnp.sum(snnx.run(m, xs)[0] ** 2)

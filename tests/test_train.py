@@ -23,8 +23,15 @@ def _data(seed=0, n=N):
 
 def _model(key=jax.random.key(0)):
     k1, k2 = jax.random.split(key)
-    return snnx.Sequential([eqx.nn.Linear(D, 8, key=k1), snnx.LIF(tau=3.0, v_threshold=0.5),
+    # r=2: the hidden layer spikes (~12%), so fits compared for equality see spikes
+    return snnx.Sequential([eqx.nn.Linear(D, 8, key=k1),
+                            snnx.LIF(tau=3.0, v_threshold=0.5, r=2.0),
                             eqx.nn.Linear(8, C, key=k2), snnx.LI(tau=3.0)])
+
+
+def _assert_hidden_spikes(model, x):
+    rec = jax.vmap(lambda s: snnx.run(model, s, record=True)[2])(jnp.asarray(x, jnp.float32))
+    assert 0.05 < float(rec[1].output.mean()) < 0.5
 
 
 # One optimizer object for all fits: `fit` caches its compiled programs per (loss, optimizer),
@@ -60,6 +67,7 @@ def test_fit_reduces_loss_and_reports_history():
 
 def test_scan_epoch_equals_step_mode_and_packed_equals_dense():
     x, y = _data()
+    _assert_hidden_spikes(_model(), x)
     model0 = _model()
     m_step, h_step = _fit(model0, (x, y))
     m_scan, h_scan = _fit(model0, (x, y), scan_epoch=True)
@@ -72,6 +80,7 @@ def test_scan_epoch_equals_step_mode_and_packed_equals_dense():
 
 def test_checkpoint_resume_continues_identically(tmp_path):
     x, y = _data()
+    _assert_hidden_spikes(_model(), x)
     path = tmp_path / "ckpt.eqx"
     full, h_full = _fit(_model(), (x, y), epochs=3)
     _fit(_model(), (x, y), epochs=1, checkpoint=path)
@@ -115,6 +124,7 @@ def test_last_batch_drop_warns_and_pad_uses_all():
 
 def test_make_step_weights_mask_samples():
     x, y = _data()
+    _assert_hidden_spikes(_model(), x)
     xb, yb = jnp.asarray(x[:4], jnp.float32), jnp.asarray(y[:4])
     model = _model()
     opt = optax.sgd(0.1)
@@ -177,6 +187,7 @@ def test_one_full_batch_epoch_matches_hand_written_sgd():
     """With batch_size = N the shuffle does not matter: one epoch is one SGD step on the mean
     loss, which we compute independently with jax.grad."""
     x, y = _data()
+    _assert_hidden_spikes(_model(), x)
     model0 = _model()
     model, _ = train.fit(model0, losses.ce_rate, optax.sgd(0.5), (x, y), epochs=1,
                          key=jax.random.key(3), batch_size=N, progress=False)
@@ -223,6 +234,7 @@ def test_evaluate_counts_every_sample_and_checks_labels():
 
 def test_stochastic_flag_passes_keys_without_changing_a_deterministic_model():
     x, y = _data()
+    _assert_hidden_spikes(_model(), x)
     m0, _ = _fit(_model(), (x, y), epochs=1)
     m1, _ = _fit(_model(), (x, y), epochs=1, stochastic=True)
     assert eqx.tree_equal(_params(m0), _params(m1), rtol=1e-6, atol=1e-7)
