@@ -20,23 +20,34 @@ def targets(rows):
             r = s["median_ms"] / h["median_ms"]
             out.append((f"({w}) train step snnx / hand-written = {r:.2f} (target <= 1.1)",
                         r <= 1.1))
-    for w, lib in (("a", "snnx (events)"), ("b", "snnx (events)"),
-                   ("c", "snnx (fit's compiler options)")):
-        e, h = get(w, "train", lib), get(w, "train", "handwritten")
+    # an opt-in row against the reference given the same opt-in where there is one: the
+    # compiler options are XLA's, so the hand-written step gets them too
+    for w, lib, ref in (("a", "snnx (events)", "handwritten"),
+                        ("b", "snnx (events)", "handwritten"),
+                        ("c", "snnx (fit's compiler options)",
+                         "handwritten (fit's compiler options)")):
+        e, h = get(w, "train", lib), get(w, "train", ref)
         if e and h:
             r = e["median_ms"] / h["median_ms"]
-            out.append((f"({w}) train step {lib} / hand-written = {r:.2f} (target <= 1.1)",
-                        r <= 1.1))
+            out.append((f"({w}) train step {lib} / {ref} = {r:.2f} (target <= 1.1)", r <= 1.1))
+    # each peer judged by its fastest row (its best documented setting, or torch.compile)
+    peers = (("spyx", 2.0), ("jaxpike", 2.0), ("snntorch", 4.0))
     for ours in ("snnx", "snnx (events)"):
         s = get("a", "train", ours)
-        for lib, want in (("spyx", 2.0), ("jaxpike", 2.0), ("snntorch", 4.0)):
-            p = get("a", "train", lib)
-            if s and p:
+        for peer, want in peers:
+            cands = [r for r in rows if r["workload"] == "a" and r["kind"] == "train"
+                     and (r["lib"] == peer or r["lib"].startswith(peer + " ("))
+                     and "median_ms" in r and "compiler options" not in r["lib"]]
+            if s and cands:
+                p = min(cands, key=lambda r: r["median_ms"])
                 r = p["median_ms"] / s["median_ms"]
-                out.append((f"(a) train step {lib} / {ours} = {r:.2f} (target >= {want})",
+                others = ", ".join(f"{c['lib']} {c['median_ms'] / s['median_ms']:.2f}"
+                                   for c in cands if c is not p)
+                out.append((f"(a) train step {p['lib']} / {ours} = {r:.2f} (target >= {want}; "
+                            f"{peer}'s fastest row{'; ' + others if others else ''})",
                             r >= want))
             else:
-                out.append((f"(a) train step {lib} vs {ours}: not measured", False))
+                out.append((f"(a) train step {peer} vs {ours}: not measured", False))
     n, rm = get("a-T2000", "train", "snnx no remat"), get("a-T2000", "train", "snnx remat=True")
     for name in ("snnx remat=True", "snnx remat=50"):
         rm = get("a-T2000", "train", name)
@@ -58,7 +69,7 @@ def targets(rows):
     return out
 
 
-def write_markdown(info, notes, rows, path):
+def write_markdown(info, notes, rows, path, rates=()):
     m = info["machine"]
     lines = [
         "# snnx benchmark results",
@@ -68,7 +79,9 @@ def write_markdown(info, notes, rows, path):
         f"{m['loadavg_start'][0]:.1f} at start, {m.get('loadavg_end', [0])[0]:.1f} at end "
         f"(shared machine){'; quick mode' if info.get('quick') else ''}.",
         f"Versions: {', '.join(f'{k} {v}' for k, v in info['versions'].items())}. "
-        f"`snnx.default_unroll()` = {info['default_unroll']}.",
+        f"`snnx.default_unroll()` = {info['default_unroll']}. Threads: XLA:CPU "
+        f"{info.get('threads', {}).get('xla_cpu', '?')}; torch "
+        f"`set_num_threads({info.get('threads', {}).get('torch', '?')})`.",
         "",
         "Median and interquartile range over repeated steps after warm-up. Peak memory: XLA's "
         "compiled-program memory (arguments + outputs + temporaries) for JAX, max RSS of a "
@@ -88,6 +101,15 @@ def write_markdown(info, notes, rows, path):
             f"{_fmt(r.get('iqr_ms'), '.1f')} | {_fmt(peak / 2**20 if peak else None, '.0f')} | "
             f"{_fmt(r.get('ratio_to_ref'), '.2f')} | {_fmt(r.get('speedup_of_snnx'), '.2f')} | "
             f"{_fmt(r.get('speedup_of_events'), '.2f')} | {r.get('note', '')} |")
+    lines += ["", "## Spike rates", "",
+              "Mean spikes per neuron and step of each spiking layer (in order) on the "
+              "benchmark batch, after scaling the weights that feed it by the calibrated "
+              "factor (each library's own initialisation otherwise). Hand-written = snnx "
+              "(same weights).", "",
+              "| workload | library | rate per spiking layer | weight scales |",
+              "|---|---|---|---|"]
+    lines += [f"| {e['workload']} | {e['lib']} | {', '.join(f'{x:.3f}' for x in e['rates'])} "
+              f"| {', '.join(f'{x:.3g}' for x in e['scales'])} |" for e in rates]
     lines += ["", "## Targets", ""]
     lines += [f"- [{'x' if ok else ' '}] {t}" for t, ok in targets(rows)]
     lines += ["", "## Checks", ""] + [f"- {n}" for n in notes]

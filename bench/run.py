@@ -84,6 +84,14 @@ def machine():
     }
 
 
+def threads():
+    """Thread settings per contender: XLA:CPU runs its intra-op pool on every core it sees
+    (no flag set here); each torch subprocess calls `torch.set_num_threads(BENCH_THREADS)`."""
+    return {"xla_cpu": f"all {os.cpu_count()} cores (XLA default; XLA_FLAGS="
+                       f"{os.environ.get('XLA_FLAGS', '')!r})",
+            "torch": int(os.environ.get("BENCH_THREADS", "2"))}
+
+
 def versions():
     out = {}
     for mod in ("snnx", "equinox", "optax", "spyx", "flax", "jaxpike", "torch", "snntorch",
@@ -100,6 +108,7 @@ class Results:
     def __init__(self):
         self.rows = []
         self.notes = []
+        self.rates = []  # {workload, lib, scales, rates}: one entry per network
 
     def add(self, workload, kind, lib, stats, peak=None, ref=None, note="", **extra):
         row = dict(workload=workload, kind=kind, lib=lib, peak_bytes=peak, note=note, **extra)
@@ -134,41 +143,109 @@ def _group(res, workload, kind, builders, cfg, data, rounds, per_round, ref="han
     return out
 
 
-def _torch_peer(res, workload, kind, lib, rounds, net="a", n=None):
-    """`net`: which torch_peers network (a, b, c, d); `n`: the width for d."""
+def _torch_run(lib, kind, rounds, net, n, env):
     script = os.path.join(HERE, "peers", "torch_peers.py")
-    argv = [sys.executable, script, lib, kind, str(rounds)]
-    if net != "a" or n is not None:
-        argv += [net] + ([str(n)] if n is not None else [])
+    argv = [sys.executable, script, lib, kind, str(rounds), net] + ([str(n)] if n else [])
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=1800,
+                       env=dict(os.environ, **env))
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
-        st = json.loads(p.stdout.strip().splitlines()[-1])
+        return json.loads(p.stdout.strip().splitlines()[-1]), None
+    except Exception:
+        return None, (p.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def _torch_peer(res, workload, kind, lib, rounds, net="a", n=None, scales=None,
+                compiled=False):
+    """`net`: which torch_peers network (a, b, c, d); `n`: the width for d; `scales`: the
+    calibrated weight scales (`_spiking`); `compiled`: under `torch.compile`."""
+    env = {"BENCH_SCALES": json.dumps(scales)} if scales else {}
+    label = lib
+    if compiled:
+        env["BENCH_TORCH_COMPILE"] = "1"
+        label = f"{lib} (torch.compile)"
+    try:
+        st, err = _torch_run(lib, kind, rounds, net, n, env)
     except Exception as e:
-        tail = (p.stderr.strip().splitlines() or ["?"])[-1] if "p" in locals() else str(e)
-        return res.add(workload, kind, lib, None, note=f"not run: {tail}"[:200])
-    extra = {k: st[k] for k in ("loss", "out_shape") if k in st}
-    return res.add(workload, kind, lib, st, st.get("peak_bytes"), compile_s=st["compile_s"],
+        st, err = None, f"{type(e).__name__}: {e}"
+    if st is None:
+        return res.add(workload, kind, label, None, note=f"not run: {err}"[:200])
+    extra = {k: st[k] for k in ("loss", "out_shape", "rates", "threads") if k in st}
+    return res.add(workload, kind, label, st, st.get("peak_bytes"), compile_s=st["compile_s"],
                    **extra)
+
+
+def _spiking(res, tag, net, mod, cfg, data, peers=("spyx", "jaxpike", "snntorch", "norse")):
+    """Calibrate every contender's weight scales so that its spiking layers fire at
+    `common.TARGET_RATE` (sets `cfg["scales"]`; records the scales and measured rates)."""
+    import rates
+    from peers import jax_peers
+
+    cfg["scales"] = {}
+    found = {"snnx": rates.calibrate_snnx(mod.snnx_model(cfg), net, data[0])}
+    for lib in peers:
+        try:
+            if lib in ("spyx", "jaxpike"):
+                found[lib] = getattr(jax_peers, f"calibrate_{lib}")(net, cfg, data)
+            else:
+                st, err = _torch_run(lib, "rates", 1, net, cfg.get("n"), {})
+                if st is None:
+                    raise RuntimeError(err)
+                found[lib] = st["scales"], st["rates"]
+        except Exception as e:
+            res.notes.append(f"({tag}) {lib}: calibration failed ({type(e).__name__}: {e})"[:300])
+    for lib, (scales, r) in found.items():
+        cfg["scales"][lib] = scales
+        res.rates.append(dict(workload=tag, lib=lib, scales=scales, rates=r))
+        print(f"  {tag:12s} rates    {lib:22s} " + " ".join(f"{x:.3f}" for x in r)
+              + "   scales " + " ".join(f"{x:.3g}" for x in scales), flush=True)
+
+
+def _jax_peer_builders(net, on_cpu, tuned=None):
+    """Spyx and jaxpike; jaxpike at its best documented setting for the backend
+    (`scan_unroll=1` on CPU; its default 8 is tuned on a GPU) with the default as a second
+    row. `tuned`: compiler options for extra rows of every JAX peer."""
+    import functools
+
+    from peers import jax_peers
+
+    spyx = getattr(jax_peers, f"build_spyx_{net}")
+    jaxpike = getattr(jax_peers, f"build_jaxpike_{net}")
+    out = {"spyx": spyx}
+    if on_cpu:
+        out["jaxpike"] = functools.partial(jaxpike, scan_unroll=1)
+        out["jaxpike (default scan_unroll=8)"] = jaxpike
+    else:
+        out["jaxpike"] = jaxpike
+    if tuned is not None:
+        out["spyx (fit's compiler options)"] = functools.partial(spyx, compiler_options=tuned)
+        out["jaxpike (fit's compiler options)"] = functools.partial(
+            out["jaxpike"], compiler_options=tuned)
+    return out
 
 
 def run_a(res, q):
     import functools
 
-    from peers import jax_peers
+    import jax
     from workloads import shd
 
     cfg = shd.config()
     data = shd.make_data(cfg)
-    res.notes.append(f"(a) max |snnx - hand-written| logits: {shd.check_equal(cfg, data):.2e}")
+    _spiking(res, "a", "a", shd, cfg, data)
+    _equal_note(res, "a", shd, cfg, data)
     builders = {"snnx": shd.build_snnx,
                 "snnx (events)": functools.partial(shd.build_snnx, events=True),
                 "snnx (time-major vmap)": shd.build_snnx_time_major,
-                "handwritten": _handwritten(shd.build_handwritten),
-                "spyx": jax_peers.build_spyx_a, "jaxpike": jax_peers.build_jaxpike_a}
+                "handwritten": _handwritten(shd.build_handwritten)}
+    builders |= _jax_peer_builders("a", jax.default_backend() == "cpu")
     for kind in ("train", "forward"):
         rows = _group(res, "a", kind, builders, cfg, data, q["rounds"], q["per_round"])
         for lib in ("snntorch", "norse"):
-            rows[lib] = _torch_peer(res, "a", kind, lib, q["torch_rounds"])
+            sc = cfg["scales"].get(lib)
+            rows[lib] = _torch_peer(res, "a", kind, lib, q["torch_rounds"], scales=sc)
+            if kind in q["torch_compile"]:
+                rows[f"{lib} (torch.compile)"] = _torch_peer(
+                    res, "a", kind, lib, q["torch_rounds"], scales=sc, compiled=True)
         for ours, key in (("snnx", "speedup_of_snnx"), ("snnx (events)", "speedup_of_events")):
             if ours in rows and "median_ms" in rows[ours]:
                 for lib, row in rows.items():
@@ -190,6 +267,7 @@ def run_sparse(res, q):
 
     cfg = shd.config()
     data = shd.make_data(cfg)
+    _spiking(res, "a-proj", "a", shd, cfg, data, peers=())
     x = jnp.asarray(data[0])
     t0 = time.perf_counter()
     ev = snnx.SpikeEvents.from_dense(data[0])
@@ -242,6 +320,7 @@ def run_unroll(res, q):
 
     cfg = shd.config()
     data = shd.make_data(cfg)
+    _spiking(res, "a-unroll", "a", shd, cfg, data, peers=())
     builders = {f"snnx unroll={u}": functools.partial(shd.build_snnx, unroll=u)
                 for u in (1, 2, 4, 8)}
     _group(res, "a-unroll", "train", builders, cfg, data, q["rounds"], q["per_round"],
@@ -255,6 +334,7 @@ def run_remat(res, q):
 
     cfg = shd.config(T=2000)
     data = shd.make_data(cfg)
+    _spiking(res, "a-T2000", "a", shd, cfg, data, peers=())
     builders = {"snnx no remat": shd.build_snnx,
                 "snnx remat=True": functools.partial(shd.build_snnx, remat=True),
                 "snnx remat=50": functools.partial(shd.build_snnx, remat=50),
@@ -267,28 +347,37 @@ def run_remat(res, q):
 def run_simple(res, q, mod, cfg, tag, rounds):
     import functools
 
-    data = mod.make_data(cfg)
-    if hasattr(mod, "check_equal"):
-        res.notes.append(f"({tag}) max |snnx - hand-written| outputs: "
-                         f"{mod.check_equal(cfg, data):.2e}")
-    from peers import jax_peers
+    import jax
 
+    import snnx
+
+    data = mod.make_data(cfg)
     net = tag[0]  # "b", "c" or "d N=..."
+    _spiking(res, tag, net, mod, cfg, data)
+    _equal_note(res, tag, mod, cfg, data)
     builders = {"snnx": mod.build_snnx, "handwritten": _handwritten(mod.build_handwritten)}
+    tuned = None
     if net in ("b", "d"):  # 3% input spikes: the event-driven first projection
         builders["snnx (events)"] = functools.partial(mod.build_snnx, events=True)
-    if net == "c":  # compiled as snnx.fit compiles (snnx.compiler_options())
+    if net == "c":  # compiled as snnx.fit compiles (snnx.compiler_options()), and so every
+        # JAX contender gets the same options in a row of that name
+        tuned = snnx.compiler_options()
         builders["snnx (fit's compiler options)"] = functools.partial(mod.build_snnx,
                                                                       tuned=True)
-    builders |= {"spyx": getattr(jax_peers, f"build_spyx_{net}"),
-                "jaxpike": getattr(jax_peers, f"build_jaxpike_{net}")}
+        builders["handwritten (fit's compiler options)"] = _handwritten(
+            functools.partial(mod.build_handwritten, tuned=True))
+    builders |= _jax_peer_builders(net, jax.default_backend() == "cpu", tuned)
     # torch steps of (c) and (d) take seconds to minutes on 2 cores: as many rounds as the
     # JAX contenders there, at most torch_rounds
     t_rounds = q["torch_rounds"] if net == "b" else min(q["torch_rounds"], max(2, rounds))
     for kind in ("train", "forward"):
         rows = _group(res, tag, kind, builders, cfg, data, rounds, q["per_round"])
         for lib in ("snntorch", "norse"):
-            rows[lib] = _torch_peer(res, tag, kind, lib, t_rounds, net, cfg.get("n"))
+            sc = cfg["scales"].get(lib)
+            rows[lib] = _torch_peer(res, tag, kind, lib, t_rounds, net, cfg.get("n"), sc)
+            if net == "c" and kind in q["torch_compile"]:
+                rows[f"{lib} (torch.compile)"] = _torch_peer(
+                    res, tag, kind, lib, t_rounds, net, None, sc, compiled=True)
         if "snnx" in rows and "median_ms" in rows["snnx"]:
             for lib, row in rows.items():
                 if "median_ms" in row:
@@ -298,6 +387,21 @@ def run_simple(res, q, mod, cfg, tag, rounds):
             for lib, row in rows.items():
                 if "median_ms" in row:
                     row["speedup_of_events"] = row["median_ms"] / best[0]["median_ms"]
+        ref = rows.get("handwritten (fit's compiler options)", {})
+        for lib, row in rows.items():  # the tuned rows against the tuned reference
+            if "fit's compiler options" in lib and "median_ms" in row and "median_ms" in ref:
+                row["ratio_to_ref"] = row["median_ms"] / ref["median_ms"]
+                row["ref"] = "handwritten (fit's compiler options)"
+
+
+def _equal_note(res, tag, mod, cfg, data):
+    d_out, d_grad, *flips = mod.check_equal(cfg, data)
+    r = [x for e in res.rates if e["workload"] == tag and e["lib"] == "snnx" for x in e["rates"]]
+    res.notes.append(
+        f"({tag}) snnx vs hand-written, spiking network (snnx layer rates "
+        f"{', '.join(f'{x:.3f}' for x in r)}): max |outputs| difference {d_out:.1e}, max "
+        f"|loss gradient| difference {d_grad:.1e}"
+        + (f"; {flips[0]:.1e} of the output spikes differ" if flips else ""))
 
 
 def _handwritten(build):
@@ -318,9 +422,14 @@ def inner(args):
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
-    q = dict(rounds=10, per_round=3, torch_rounds=10, remat_rounds=5, d_sizes=(1024, 4096))
+    # torch_compile: the kinds that also get a torch.compile row, on (a) and (c) only: the
+    # compiled graph unrolls the Python time loop, and compiling (a)'s T=100 training step
+    # took ~140 s on 2 cores; (b) T=250 and (d) T=500 would take many minutes each
+    q = dict(rounds=10, per_round=3, torch_rounds=10, remat_rounds=5, d_sizes=(1024, 4096),
+             torch_compile=("train", "forward"))
     if args.quick:
-        q = dict(rounds=4, per_round=2, torch_rounds=3, remat_rounds=2, d_sizes=(1024,))
+        q = dict(rounds=4, per_round=2, torch_rounds=3, remat_rounds=2, d_sizes=(1024,),
+                 torch_compile=("train",))
     on_cpu = jax.default_backend() == "cpu"
     if not on_cpu:  # N=16384 takes minutes a step on 2 CPU cores, not on an accelerator
         q["d_sizes"] = (1024, 4096, 16384)
@@ -328,10 +437,12 @@ def inner(args):
         os.environ.setdefault("BENCH_TORCH_DEVICE", "cuda")
     if args.rounds:
         q.update(rounds=args.rounds, torch_rounds=args.rounds * 2)
+    if args.no_torch_compile:
+        q["torch_compile"] = ()
     only = set(args.only.split(",")) if args.only else set(STEPS)
     res = Results()
     info = {"machine": machine(), "versions": versions(), "quick": args.quick,
-            "default_unroll": None}
+            "default_unroll": None, "threads": threads()}
     import snnx
 
     info["default_unroll"] = snnx.default_unroll()
@@ -368,10 +479,11 @@ def inner(args):
     out_dir = os.path.abspath(args.out)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"info": info, "notes": res.notes, "rows": res.rows}, f, indent=1)
+        json.dump({"info": info, "notes": res.notes, "rates": res.rates, "rows": res.rows}, f,
+                  indent=1)
     from report import write_markdown
 
-    write_markdown(info, res.notes, res.rows, os.path.join(out_dir, "results.md"))
+    write_markdown(info, res.notes, res.rows, os.path.join(out_dir, "results.md"), res.rates)
     print(open(os.path.join(out_dir, "results.md")).read())
 
 
@@ -382,6 +494,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"),
                     help="folder for results.json and results.md (default bench/results)")
     ap.add_argument("--rounds", type=int, default=0, help="override the number of rounds")
+    ap.add_argument("--no-torch-compile", action="store_true",
+                    help="skip the torch.compile rows (minutes of compilation each)")
     ap.add_argument("--no-setup", action="store_true", help="use the current interpreter")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

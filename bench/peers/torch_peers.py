@@ -18,6 +18,13 @@ spikes. (c) conv: `nn.Conv2d` + `F.max_pool2d` + `snn.Leaky` per step as in snnT
 tutorial; Norse with the convolutions applied to all T*B frames at once, then `LIFBoxCell`
 loops; loss cross-entropy on output spike counts. (d) `nn.Linear(N, N)` + LIF, loss the mean
 spike rate. Data: the same shapes and densities as bench/workloads (own numpy draw).
+
+Spiking: KIND `rates` calibrates (`common.calibrate`, the same bisection and target as the
+JAX contenders) the scale of the weights in `FEEDS` that drive each spiking module (`lif*`)
+and prints `{"scales", "rates"}`; the timed kinds read the scales from `BENCH_SCALES` (JSON).
+`BENCH_TORCH_COMPILE=1` wraps the network in `torch.compile` (inductor, default mode; the
+backward pass through AOTAutograd); compile time is in `compile_s` (the warm-up).
+Threads: `torch.set_num_threads(BENCH_THREADS)`, default 2 (the cores of the bench machine).
 """
 
 import json
@@ -30,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import max_rss_bytes, summarise  # noqa: E402
+from common import CALIB_BATCH, calibrate, max_rss_bytes, summarise  # noqa: E402
 
 TAU = 10.0
 # `BENCH_TORCH_DEVICE=cuda` runs the torch peers on the GPU (bench/run.py sets it, unless
@@ -288,6 +295,51 @@ def norse_net_d(cfg):
     return Net()
 
 
+# The module whose weight is scaled, and the spiking module it drives (both libraries name
+# them alike); readouts (`li`) are not spiking layers.
+FEEDS = {
+    "a": (("fc1", "lif1"), ("fc2", "lif2")),
+    "b": (("fc1", "lif1"),),
+    "c": (("conv1", "lif1"), ("conv2", "lif2"), ("fc3", "lif3")),
+    "d": (("fc", "lif"),),
+}
+
+
+def _set_scales(net, workload, scales, originals):
+    with torch.no_grad():
+        for (fc, _), s, w in zip(FEEDS[workload], scales, originals):
+            getattr(net, fc).weight.copy_(s * w)
+
+
+def spike_rates(net, workload, xs):
+    """Mean spikes per neuron and step of each spiking module, from forward hooks (snnTorch
+    and Norse cells both return the spikes first)."""
+    sums = {lif: [0.0, 0] for _, lif in FEEDS[workload]}
+    hooks = []
+    for lif in sums:
+        def hook(mod, inp, out, acc=sums[lif]):
+            acc[0] += float(out[0].sum())
+            acc[1] += out[0].numel()
+        hooks.append(getattr(net, lif).register_forward_hook(hook))
+    with torch.no_grad():
+        net(xs)
+    for h in hooks:
+        h.remove()
+    return [a / max(n, 1) for a, n in sums.values()]
+
+
+def rates_main(net, workload, xs):
+    originals = [getattr(net, fc).weight.detach().clone() for fc, _ in FEEDS[workload]]
+
+    def rates_of(scales):
+        _set_scales(net, workload, scales, originals)
+        return spike_rates(net, workload, xs[:, :CALIB_BATCH])
+
+    scales, _ = calibrate(rates_of, len(FEEDS[workload]))
+    _set_scales(net, workload, scales, originals)
+    print(json.dumps({"scales": scales, "rates": spike_rates(net, workload, xs)}))
+
+
 NETS = {
     ("snntorch", "a"): snntorch_net, ("norse", "a"): norse_net,
     ("snntorch", "b"): snntorch_net_b, ("norse", "b"): norse_net_b,
@@ -322,7 +374,16 @@ def main():
     xs, y = data(cfg)
     torch.manual_seed(0)
     net = NETS[(lib, workload)](cfg).to(DEVICE)
+    if kind == "rates":
+        return rates_main(net, workload, xs)
+    if os.environ.get("BENCH_SCALES"):
+        scales = json.loads(os.environ["BENCH_SCALES"])
+        originals = [getattr(net, fc).weight.detach().clone() for fc, _ in FEEDS[workload]]
+        _set_scales(net, workload, scales, originals)
+    out_rates = spike_rates(net, workload, xs)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    if os.environ.get("BENCH_TORCH_COMPILE") == "1":
+        net = torch.compile(net)
     ce = torch.nn.CrossEntropyLoss()
 
     def loss_of(out):
@@ -350,6 +411,8 @@ def main():
         _sync()
         samples.append((time.perf_counter() - t0) * 1e3)
     out = summarise(samples, warm)
+    out["rates"] = out_rates
+    out["threads"] = torch.get_num_threads()
     res = step()
     if kind == "forward":
         out["out_shape"] = list(res.shape)

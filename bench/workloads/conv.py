@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import rates
 from jaxstep import forward_step, train_step
 
 NAME = "c_conv"
@@ -30,11 +31,13 @@ def snnx_model(cfg, seed=0):
     import snnx
 
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    return snnx.Sequential([
+    model = snnx.Sequential([
         eqx.nn.Conv2d(2, 12, 5, key=k1), eqx.nn.MaxPool2d(2, 2), snnx.LIF(TAU),
         eqx.nn.Conv2d(12, 32, 5, key=k2), eqx.nn.MaxPool2d(2, 2), snnx.LIF(TAU),
         jnp.ravel, eqx.nn.Linear(32 * 5 * 5, cfg["n_out"], key=k3), snnx.LIF(TAU),
     ])
+    # conv / linear weights times the calibrated scales (cfg["scales"], set by run.py)
+    return rates.scaled(model, "c", cfg.get("scales", {}).get("snnx"))
 
 
 def _xent(logits, y):
@@ -67,22 +70,37 @@ def hw_params(cfg):
     return ((c1.weight, c1.bias), (c2.weight, c2.bias), hw.linear_params(lin))
 
 
-def build_handwritten(cfg, kind, data, unroll=1):
+def build_handwritten(cfg, kind, data, unroll=1, tuned=False):
+    """`tuned=True`: compiled with `snnx.compiler_options()`, as the snnx row of that name."""
+    import snnx
+
+    opts = snnx.compiler_options() if tuned else None
     x, y = data
     xs = jnp.asarray(np.ascontiguousarray(x.transpose(1, 0, 2, 3, 4)))
     y = jnp.asarray(y)
     f = lambda p, xs: hw.conv_logits(p, xs, TAU, unroll=unroll)  # noqa: E731
     if kind == "forward":
-        return forward_step(f, hw_params(cfg), (xs,))
-    return train_step(lambda p, xs, y: _xent(f(p, xs), y), hw_params(cfg), (xs, y))
+        return forward_step(f, hw_params(cfg), (xs,), compiler_options=opts)
+    return train_step(lambda p, xs, y: _xent(f(p, xs), y), hw_params(cfg), (xs, y),
+                      compiler_options=opts)
 
 
 def check_equal(cfg, data):
+    """Max |snnx - hand-written| of the spike counts and of the loss gradients (spiking)."""
     import snnx
 
-    x, _ = data
-    m = snnx_model(cfg)
-    a = jax.jit(lambda x: jax.vmap(lambda xi: snnx.run(m, xi)[0])(x).sum(axis=1))(jnp.asarray(x))
-    b = jax.jit(lambda xs: hw.conv_logits(hw_params(cfg), xs, TAU))(
-        jnp.asarray(x.transpose(1, 0, 2, 3, 4)))
-    return float(jnp.max(jnp.abs(a - b)))
+    x, y = data
+    y = jnp.asarray(y)
+    model = snnx_model(cfg)
+    params, static = eqx.partition(model, snnx.trainable_spec(model))
+
+    def logits(p, x):
+        m = eqx.combine(p, static)
+        return jax.vmap(lambda xi: snnx.run(m, xi)[0])(x).sum(axis=1)
+
+    hand = lambda p, xs: hw.conv_logits(p, xs, TAU)  # noqa: E731
+    xs = jnp.asarray(x.transpose(1, 0, 2, 3, 4))
+    ga = jax.jit(jax.grad(lambda p, x: _xent(logits(p, x), y)))(params, jnp.asarray(x))
+    gb = jax.jit(jax.grad(lambda p, xs: _xent(hand(p, xs), y)))(hw_params(cfg), xs)
+    a, b = jax.jit(logits)(params, jnp.asarray(x)), jax.jit(hand)(hw_params(cfg), xs)
+    return float(jnp.max(jnp.abs(a - b))), rates.max_leaf_diff(ga, gb)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import rates
 from jaxstep import forward_step, train_step
 
 NAME = "b_recurrent"
@@ -27,11 +28,13 @@ def snnx_model(cfg, seed=0):
     import snnx
 
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    return snnx.Sequential([
+    model = snnx.Sequential([
         eqx.nn.Linear(cfg["n_in"], cfg["hidden"], key=k1),
         snnx.Recurrent(snnx.LIF(TAU), cfg["hidden"], key=k2),
         eqx.nn.Linear(cfg["hidden"], cfg["n_out"], key=k3), snnx.LI(TAU),
     ])
+    # the input weights times the calibrated scale (cfg["scales"], set by run.py)
+    return rates.scaled(model, "b", cfg.get("scales", {}).get("snnx"))
 
 
 def _xent(logits, y):
@@ -72,11 +75,21 @@ def build_handwritten(cfg, kind, data, unroll=1):
 
 
 def check_equal(cfg, data):
+    """Max |snnx - hand-written| of the logits and of the loss gradients (spiking network)."""
     import snnx
 
-    x, _ = data
-    m = snnx_model(cfg)
-    a = jax.jit(lambda x: jax.vmap(lambda xi: snnx.run(m, xi)[0])(x).max(axis=1))(jnp.asarray(x))
+    x, y = data
+    y = jnp.asarray(y)
+    model = snnx_model(cfg)
+    params, static = eqx.partition(model, snnx.trainable_spec(model))
+
+    def logits(p, x):
+        m = eqx.combine(p, static)
+        return jax.vmap(lambda xi: snnx.run(m, xi)[0])(x).max(axis=1)
+
+    hand = lambda p, xs: hw.rec_logits(p, xs, TAU)  # noqa: E731
     xs = jnp.asarray(x.transpose(1, 0, 2))
-    b = jax.jit(lambda xs: hw.rec_logits(hw_params(cfg), xs, TAU))(xs)
-    return float(jnp.max(jnp.abs(a - b)))
+    ga = jax.jit(jax.grad(lambda p, x: _xent(logits(p, x), y)))(params, jnp.asarray(x))
+    gb = jax.jit(jax.grad(lambda p, xs: _xent(hand(p, xs), y)))(hw_params(cfg), xs)
+    a, b = jax.jit(logits)(params, jnp.asarray(x)), jax.jit(hand)(hw_params(cfg), xs)
+    return float(jnp.max(jnp.abs(a - b))), rates.max_leaf_diff(ga, gb)

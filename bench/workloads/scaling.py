@@ -9,6 +9,7 @@ import handwritten as hw
 import jax
 import jax.numpy as jnp
 import numpy as np
+import rates
 from jaxstep import forward_step, train_step
 
 NAME = "d_scaling"
@@ -28,8 +29,10 @@ def make_data(cfg, seed=3):
 def snnx_model(cfg, seed=0):
     import snnx
 
-    return snnx.Sequential([eqx.nn.Linear(cfg["n"], cfg["n"], key=jax.random.key(seed)),
-                            snnx.LIF(TAU)])
+    model = snnx.Sequential([eqx.nn.Linear(cfg["n"], cfg["n"], key=jax.random.key(seed)),
+                             snnx.LIF(TAU)])
+    # the weights times the calibrated scale (cfg["scales"], set by run.py)
+    return rates.scaled(model, "d", cfg.get("scales", {}).get("snnx"))
 
 
 def build_snnx(cfg, kind, data, unroll=None, events=False):
@@ -57,3 +60,26 @@ def build_handwritten(cfg, kind, data, unroll=1):
     if kind == "forward":
         return forward_step(f, p, (xs,))
     return train_step(f, p, (xs,))
+
+
+def check_equal(cfg, data):
+    """Max |snnx - hand-written| of the output spikes and of the loss gradients, and the
+    fraction of spikes that differ (a membrane within float rounding of the threshold)."""
+    import snnx
+
+    model = snnx_model(cfg)
+    params, static = eqx.partition(model, snnx.trainable_spec(model))
+
+    def out(p, x):
+        m = eqx.combine(p, static)
+        return jax.vmap(lambda xi: snnx.run(m, xi)[0])(x)
+
+    x = jnp.asarray(data[0])
+    xs = jnp.asarray(data[0].transpose(1, 0, 2))
+    hand = lambda p, xs: hw.scale_out(p, xs, TAU)  # noqa: E731
+    p_hw = hw.linear_params(model.layers[0])
+    ga = jax.jit(jax.grad(lambda p, x: out(p, x).mean()))(params, x)
+    gb = jax.jit(jax.grad(lambda p, xs: hand(p, xs).mean()))(p_hw, xs)
+    a, b = jax.jit(out)(params, x), jax.jit(hand)(p_hw, xs).transpose(1, 0, 2)
+    return (float(jnp.max(jnp.abs(a - b))), rates.max_leaf_diff(ga, gb),
+            float(jnp.mean(a != b)))
