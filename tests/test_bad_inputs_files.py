@@ -217,3 +217,79 @@ def test_optimizer_probe_tells_learning_rates_apart():
     s1 = _checkpoint._probe_updates(optax.sgd(1e-2, momentum=0.9), m)
     s2 = _checkpoint._probe_updates(optax.sgd(1e-2, momentum=0.5), m)
     assert not np.allclose(s1, s2)
+
+
+# --- .nir files ------------------------------------------------------------------------
+
+nir = pytest.importorskip("nir")
+h5py = pytest.importorskip("h5py")
+
+
+def _lif(n=3, tau=0.01):
+    return nir.LIF(tau=np.full(n, tau), r=np.ones(n), v_leak=np.zeros(n),
+                   v_threshold=np.ones(n))
+
+
+@pytest.fixture
+def nir_file(tmp_path):
+    path = tmp_path / "good.nir"
+    nir.write(path, nir.NIRGraph.from_list(
+        nir.Affine(np.ones((3, 2), np.float32), np.zeros(3, np.float32)), _lif()))
+    return path
+
+
+def _from_nir(path):
+    return snnx.from_nir(path, dt=1e-3)
+
+
+def test_nir_file_not_hdf5_or_truncated(tmp_path, nir_file):
+    data = nir_file.read_bytes()
+    for name, content, why in [("text.nir", b"hello", "not an HDF5 file"),
+                               ("empty.nir", b"", "not an HDF5 file"),
+                               ("cut.nir", data[: len(data) // 2], "truncated")]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"`graph_or_path` .* not a readable NIR file "
+                                             f"\\({why}"):
+            _from_nir(tmp_path / name)
+    with pytest.raises(IsADirectoryError, match="`graph_or_path` .* is a directory"):
+        _from_nir(tmp_path)
+
+
+def test_nir_file_hdf5_but_not_nir(tmp_path):
+    path = tmp_path / "shd.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("labels", data=[1, 2])
+    with pytest.raises(ValueError, match="`graph_or_path` .* not a NIR file: it has no `node`"):
+        _from_nir(path)
+
+
+def _damage(nir_file, edit):
+    with h5py.File(nir_file, "a") as f:
+        edit(f)
+    return nir_file
+
+
+def test_nir_file_damaged_nodes(nir_file, tmp_path):
+    cases = [
+        (lambda f: f["node/nodes/lif"].__delitem__("tau"), "node 'lif' of type 'LIF' .*tau"),
+        (lambda f: f["node/nodes/lif"].__delitem__("type"), "node 'lif' has no `type`"),
+        (lambda f: f["node"].__delitem__("edges"), "has no \\['edges'\\]"),
+        (lambda f: (f["node/nodes/lif"].__delitem__("type"),
+                    f["node/nodes/lif"].create_dataset("type", data=b"Bogus")),
+         "node 'lif' of type 'Bogus' cannot be read \\(not a NIR node type"),
+        (lambda f: f["node/nodes/lif/tau"].__setitem__(..., np.full(3, np.nan)),
+         "node 'lif' has NaN in `tau`"),
+    ]
+    good = nir_file.read_bytes()
+    for edit, what in cases:
+        nir_file.write_bytes(good)
+        with pytest.raises(ValueError, match=f"`graph_or_path` .*{what}"):
+            _from_nir(_damage(nir_file, edit))
+
+
+def test_nir_file_with_a_single_node_imports(tmp_path):
+    path = tmp_path / "one.nir"
+    nir.write(path, _lif())
+    model = _from_nir(path)  # as for a node in memory: a Sequential of one (nir.read fails)
+    assert eqx.tree_equal(model, snnx.from_nir(_lif(), dt=1e-3))
+    assert isinstance(model.layers[0], snnx.LIF)
