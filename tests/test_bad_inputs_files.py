@@ -293,3 +293,118 @@ def test_nir_file_with_a_single_node_imports(tmp_path):
     model = _from_nir(path)  # as for a node in memory: a Sequential of one (nir.read fails)
     assert eqx.tree_equal(model, snnx.from_nir(_lif(), dt=1e-3))
     assert isinstance(model.layers[0], snnx.LIF)
+
+
+# --- SHD/SSC files and their cache -----------------------------------------------------
+
+
+def _write_shd(path, samples, labels, *, unit_dtype=np.uint16, label_dtype=np.uint16):
+    """The official layout: vlen float32 times (s), vlen uint16 units, uint16 labels."""
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("spikes/times", (len(samples),), dtype=h5py.vlen_dtype(np.float32))
+        u = f.create_dataset("spikes/units", (len(samples),), dtype=h5py.vlen_dtype(unit_dtype))
+        for i, (times, units) in enumerate(samples):
+            t[i] = np.asarray(times, np.float32)
+            u[i] = np.asarray(units, unit_dtype)
+        f.create_dataset("labels", data=np.asarray(labels, label_dtype))
+    return path
+
+
+_SAMPLES = [([0.0, 0.3, 0.6], [0, 5, 699]), ([0.25, 0.75], [10, 11])]
+
+
+def test_shd_labels_outside_the_classes(tmp_path):
+    path = _write_shd(tmp_path / "shd.h5", _SAMPLES, [3, 20])
+    with pytest.raises(ValueError, match="`path` .* labels must lie in \\[0, 20\\) for "
+                                         "`dataset='shd'`.*pass `dataset='ssc'`"):
+        snnx.data.load_shd(path, n_steps=4, cache_dir=False)
+    snnx.data.load_shd(path, n_steps=4, cache_dir=False, dataset="ssc")  # 35 classes
+    path = _write_shd(tmp_path / "ssc.h5", _SAMPLES, [3, 35])
+    with pytest.raises(ValueError, match="`path` .* labels must lie in \\[0, 35\\)"):
+        snnx.data.load_shd(path, n_steps=4, cache_dir=False, dataset="ssc")
+    path = _write_shd(tmp_path / "neg.h5", _SAMPLES, [-1, 2], label_dtype=np.int16)
+    with pytest.raises(ValueError, match="`path` .* labels must lie in"):
+        snnx.data.load_shd(path, n_steps=4, cache_dir=False)
+
+
+def test_shd_non_integer_units_or_labels(tmp_path):
+    path = _write_shd(tmp_path / "f.h5", _SAMPLES, [1.5, 2.0], label_dtype=np.float32)
+    with pytest.raises(ValueError, match="`path` .* `labels` holds float32 values"):
+        snnx.data.load_shd(path, n_steps=4, cache_dir=False)
+    path = _write_shd(tmp_path / "u.h5", _SAMPLES, [1, 2], unit_dtype=np.float32)
+    with pytest.raises(ValueError, match="`path` .* `spikes/units` holds float32 values"):
+        snnx.data.load_shd(path, n_steps=4, cache_dir=False)
+
+
+@pytest.mark.parametrize("bad", [np.nan, -0.1, np.inf])
+def test_shd_nan_negative_or_infinite_spike_times(tmp_path, bad):
+    samples = [([0.0, bad, 0.6], [0, 5, 699]), _SAMPLES[1]]
+    path = _write_shd(tmp_path / "shd.h5", samples, [1, 2])
+    with pytest.raises(ValueError, match="`path` .* sample 0 has 1 spike times that are NaN, "
+                                         "infinite or negative"):
+        snnx.data.load_shd(path, n_steps=4, cache_dir=False)
+    with pytest.raises(ValueError, match="`times`/`units`: sample 0 has 1 spike times"):
+        snnx.data.bin_events([np.array(t) for t, _ in samples],
+                             [np.array(u) for _, u in samples], n_steps=4, t_max=1.0)
+
+
+def test_shd_bin_events_bad_units():
+    with pytest.raises(ValueError, match="`times`/`units`: sample 0 has channel ids outside"):
+        snnx.data.bin_events([np.array([0.1])], [np.array([700])], n_steps=4, t_max=1.0)
+    with pytest.raises(ValueError, match="`units` of sample 0 must be integer channel ids"):
+        snnx.data.bin_events([np.array([0.1])], [np.array([3.7])], n_steps=4, t_max=1.0)
+    with pytest.raises(ValueError, match="`times` has 1 samples but `units` 2"):
+        snnx.data.bin_events([np.array([0.1])], [np.array([1]), np.array([2])], n_steps=4,
+                             t_max=1.0)
+
+
+def _cache_of(path):
+    files = list((path.parent / ".snnx_cache").glob("*.npz"))
+    assert len(files) == 1
+    return files[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing key", "wrong shape"])
+def test_shd_damaged_cache_is_rebuilt(tmp_path, damage):
+    path = _write_shd(tmp_path / "shd.h5", _SAMPLES, [1, 2])
+    xs, ys = snnx.data.load_shd(path, n_steps=4)
+    cache = _cache_of(path)
+    data = cache.read_bytes()
+    if damage == "truncated":
+        cache.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        cache.write_bytes(b"\0" * 64)
+    else:
+        with np.load(cache) as z:
+            arrays = dict(z)
+        if damage == "missing key":
+            del arrays["labels"]
+        else:
+            arrays["bits"] = arrays["bits"][:, :, :5]
+        np.savez(cache, **arrays)
+    with pytest.warns(UserWarning, match="the cache .* is damaged .* rebuilding it"):
+        xs2, ys2 = snnx.data.load_shd(path, n_steps=4)
+    np.testing.assert_array_equal(np.asarray(xs2.unpack()), np.asarray(xs.unpack()))
+    np.testing.assert_array_equal(ys2, ys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snnx.data.load_shd(path, n_steps=4)  # rebuilt: read from the cache, silently
+
+
+def test_shd_unwritable_cache_dir_loads_without_cache(tmp_path):
+    path = _write_shd(tmp_path / "shd.h5", _SAMPLES, [1, 2])
+    (tmp_path / "blocked").write_text("a file where the cache folder would go")
+    with pytest.warns(UserWarning, match="could not write the cache .* `cache_dir`"):
+        xs, ys = snnx.data.load_shd(path, n_steps=4, cache_dir=tmp_path / "blocked")
+    assert xs.shape == (2, 4, 700)
+
+
+def test_shd_wrong_file_types(tmp_path, nir_file):
+    with pytest.raises(ValueError, match="`path` .* has no dataset `spikes/times`: not an SHD"):
+        snnx.data.load_shd(nir_file, n_steps=4, cache_dir=False)  # HDF5, but a NIR graph
+    npz = tmp_path / "x.npz"
+    np.savez(npz, a=np.zeros(3))
+    with pytest.raises(ValueError, match="`path` .* is not a readable HDF5 file"):
+        snnx.data.load_shd(npz, n_steps=4, cache_dir=False)
+    with pytest.raises(ValueError, match="`path` .* is not a readable HDF5 file"):
+        snnx.data.load_shd(tmp_path, n_steps=4, cache_dir=False)
