@@ -408,3 +408,15 @@ def test_shd_wrong_file_types(tmp_path, nir_file):
         snnx.data.load_shd(npz, n_steps=4, cache_dir=False)
     with pytest.raises(ValueError, match="`path` .* is not a readable HDF5 file"):
         snnx.data.load_shd(tmp_path, n_steps=4, cache_dir=False)
+
+
+# --- snnx.data.download, as the README calls it -----------------------------------------
+
+
+def test_download_is_callable_as_the_readme_says(tmp_path):
+    (tmp_path / "shd_test.h5").write_bytes(b"")  # already there: no network
+    assert snnx.data.download("shd_test", tmp_path) == tmp_path / "shd_test.h5"
+    assert snnx.data.download.download("shd_test", tmp_path) == tmp_path / "shd_test.h5"
+    assert "shd_train" in snnx.data.download.SOURCES
+    with pytest.raises(KeyError, match="`name` must be one of"):
+        snnx.data.download("mnist", tmp_path)
