@@ -420,3 +420,45 @@ def test_download_is_callable_as_the_readme_says(tmp_path):
     assert "shd_train" in snnx.data.download.SOURCES
     with pytest.raises(KeyError, match="`name` must be one of"):
         snnx.data.download("mnist", tmp_path)
+
+
+# --- N-MNIST event files ------------------------------------------------------------------
+
+
+def _nmnist(root, digits=range(10), events=((1, 2, 1, 10), (3, 4, 0, 150_000))):
+    rec = bytearray()
+    for x, y, p, t in events:
+        rec += bytes([x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF])
+    for d in digits:
+        (root / "Train" / str(d)).mkdir(parents=True, exist_ok=True)
+        (root / "Train" / str(d) / "00001.bin").write_bytes(bytes(rec))
+    return root
+
+
+def test_nmnist_bad_event_files(tmp_path):
+    read = snnx.data.read_events
+    with pytest.raises(IsADirectoryError, match="`path` .* is a directory"):
+        read(tmp_path)
+    (tmp_path / "cut.bin").write_bytes(b"\1" * 7)
+    with pytest.raises(ValueError, match="`path` .* not a multiple of 5"):
+        read(tmp_path / "cut.bin")
+    (tmp_path / "text.bin").write_bytes(b"hello worl")  # a text file: 10 bytes, x = 'h'
+    with pytest.raises(ValueError, match="`path` .* outside the 34x34 sensor"):
+        read(tmp_path / "text.bin")
+
+
+def test_nmnist_incomplete_folder_and_empty_recordings(tmp_path):
+    root = _nmnist(tmp_path, digits=range(5))
+    with pytest.warns(UserWarning, match="`root` .* no `.bin` files for digits \\[5, 6, 7, 8"):
+        xs, ys = snnx.data.load_nmnist(root, n_steps=3)
+    assert set(ys.tolist()) == {0, 1, 2, 3, 4}
+    root = _nmnist(tmp_path / "full")
+    (root / "Train" / "3" / "00002.bin").write_bytes(b"")
+    with pytest.warns(UserWarning, match="1 recordings hold no events .*'00002.bin'"):
+        snnx.data.load_nmnist(root, n_steps=3)
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.5, True])
+def test_nmnist_bad_limit(tmp_path, limit):
+    with pytest.raises(ValueError, match="`limit` must be None or a positive int"):
+        snnx.data.load_nmnist(_nmnist(tmp_path), n_steps=3, limit=limit)
