@@ -1,9 +1,15 @@
-"""Where the datasets come from, and a downloader that refuses clearly when it cannot work."""
+"""Where the datasets come from, and a downloader that refuses clearly when it cannot work.
+
+`snnx.data.download("shd_train", "data")` calls `download` directly: the module is callable,
+so the README's call works and `snnx.data.download.download`/`.SOURCES` keep working too.
+"""
 
 import gzip
 import hashlib
 import pathlib
 import shutil
+import sys
+import types
 import urllib.error
 import urllib.request
 
@@ -70,3 +76,13 @@ def download(name: str, root, *, md5: str | None = None, timeout: float = 30.0) 
         shutil.copyfileobj(fin, fout)
     gz.unlink()
     return target
+
+
+class _CallableModule(types.ModuleType):
+    """`snnx.data.download(...)` is `snnx.data.download.download(...)`."""
+
+    def __call__(self, name: str, root, *, md5: str | None = None, timeout: float = 30.0):
+        return download(name, root, md5=md5, timeout=timeout)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -38,17 +38,20 @@ def read_events(path) -> dict[str, np.ndarray]:
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"`path` {str(path)!r} does not exist; N-MNIST is at {SOURCE}.")
+    if path.is_dir():
+        raise IsADirectoryError(f"`path` {str(path)!r} is a directory; give one `.bin` file.")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size % 5:
         raise ValueError(
-            f"{str(path)!r} is {raw.size} bytes, not a multiple of 5 (40-bit events): the file "
-            f"is truncated or not an N-MNIST recording."
+            f"`path` {str(path)!r} is {raw.size} bytes, not a multiple of 5 (40-bit events): "
+            f"the file is truncated or not an N-MNIST recording."
         )
     ev = raw.reshape(-1, 5).astype(np.int64)
     x, y = ev[:, 0], ev[:, 1]
     if ev.size and (x.max() >= SENSOR or y.max() >= SENSOR):
         raise ValueError(
-            f"{str(path)!r} has events outside the 34x34 sensor (max x {x.max()}, y {y.max()})."
+            f"`path` {str(path)!r} has events outside the 34x34 sensor (max x {x.max()}, y "
+            f"{y.max()}): not an N-MNIST recording, or a damaged one."
         )
     p = ev[:, 2] >> 7
     t = ((ev[:, 2] & 0x7F) << 16) | (ev[:, 3] << 8) | ev[:, 4]
@@ -107,6 +110,10 @@ def load_nmnist(root, *, split="train", n_steps=30, saccades=(0, 1, 2), limit=No
         raise ValueError(f"`split` must be 'train' or 'test', got {split!r}.")
     if not (isinstance(n_steps, (int, np.integer)) and n_steps > 0):
         raise ValueError(f"`n_steps` must be a positive int, got {n_steps!r}.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                              or limit < 1):
+        raise ValueError(f"`limit` must be None or a positive int (files per digit), got "
+                         f"{limit!r}.")
     folder = pathlib.Path(root) / split.capitalize()
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -115,15 +122,33 @@ def load_nmnist(root, *, split="train", n_steps=30, saccades=(0, 1, 2), limit=No
             f"{split.capitalize()}/9."
         )
     frames, labels, totals = [], [], np.zeros(3, np.int64)
+    missing, empty = [], []
     for digit in range(10):
         files = sorted((folder / str(digit)).glob("*.bin"))[:limit]
+        if not files:
+            missing.append(digit)
         for f in files:
-            fr, counts = bin_frames(read_events(f), n_steps=n_steps, saccades=saccades)
+            events = read_events(f)
+            if not events["t"].size:
+                empty.append(f.name)
+            fr, counts = bin_frames(events, n_steps=n_steps, saccades=saccades)
             frames.append(fr)
             labels.append(digit)
             totals += counts
     if not frames:
-        raise ValueError(f"{str(folder)!r} holds no `<digit>/*.bin` files.")
+        raise ValueError(f"`root`: {str(folder)!r} holds no `<digit>/*.bin` files.")
+    if missing:
+        warnings.warn(
+            f"N-MNIST {split}: `root` {str(root)!r} has no `.bin` files for digits {missing} "
+            f"(an incomplete unzip?): those classes are absent from the data.",
+            stacklevel=2,
+        )
+    if empty:
+        warnings.warn(
+            f"N-MNIST {split}: {len(empty)} recordings hold no events (e.g. {empty[0]!r}: "
+            f"truncated to 0 bytes?); they are kept as all-zero samples.",
+            stacklevel=2,
+        )
     info = BinningInfo(*(int(v) for v in totals))
     if info.n_late or info.n_merged:
         warnings.warn(

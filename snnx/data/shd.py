@@ -18,6 +18,7 @@ import numpy as np
 from .packing import PackedSpikes
 
 N_CHANNELS = 700
+N_CLASSES = {"shd": 20, "ssc": 35}
 SOURCES = {
     "shd": "https://zenkelab.org/datasets/shd_{split}.h5.gz  (splits: train, test)",
     "ssc": "https://zenkelab.org/datasets/ssc_{split}.h5.gz  (splits: train, valid, test)",
@@ -65,28 +66,65 @@ def _read_h5(path, dataset):
         for name in ("spikes/times", "spikes/units", "labels"):
             if name not in f:
                 raise ValueError(
-                    f"{str(path)!r} has no dataset `{name}`: not an SHD/SSC file (expected "
+                    f"`path` {str(path)!r} has no dataset `{name}`: not an SHD/SSC file (expected "
                     f"`spikes/times`, `spikes/units`, `labels`)."
+                )
+        for name, kinds in (("spikes/units", "iu"), ("labels", "iu")):
+            base = h5py.check_vlen_dtype(f[name].dtype) or f[name].dtype
+            if base.kind not in kinds:
+                raise ValueError(
+                    f"`path` {str(path)!r}: `{name}` holds {base} values, not integers: not an "
+                    f"SHD/SSC file, or a damaged one."
                 )
         try:
             times = [np.asarray(t, np.float64) for t in f["spikes/times"]]
             units = [np.asarray(u, np.int64) for u in f["spikes/units"]]
             labels = np.asarray(f["labels"], np.int64)
-        except OSError as e:
+        except (OSError, TypeError, ValueError) as e:
             raise ValueError(
-                f"{str(path)!r} is corrupt: reading its spikes failed ({e})."
+                f"`path` {str(path)!r} is corrupt: reading its spikes failed ({e})."
             ) from None
     if not (len(times) == len(units) == len(labels)):
         raise ValueError(
-            f"{str(path)!r} is inconsistent: {len(times)} spike-time arrays, {len(units)} unit "
-            f"arrays and {len(labels)} labels."
+            f"`path` {str(path)!r} is inconsistent: {len(times)} spike-time arrays, "
+            f"{len(units)} unit arrays and {len(labels)} labels."
         )
+    where = f"`path` {str(path)!r}"
+    _check_events(times, units, N_CHANNELS, where)
+    n_classes = N_CLASSES[dataset]
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        other = [d for d, c in N_CLASSES.items() if d != dataset and labels.max() < c]
+        hint = f" (an {other[0].upper()} file? pass `dataset={other[0]!r}`)" if other else ""
+        raise ValueError(
+            f"{where}: labels must lie in [0, {n_classes}) for `dataset={dataset!r}`, found "
+            f"values in [{labels.min()}, {labels.max()}]{hint}; the file is damaged or of "
+            f"another dataset."
+        )
+    return times, units, labels
+
+
+def _check_events(times, units, n_channels, where):
+    """Event lists that binning would otherwise miscount: lengths, channel ids, times.
+
+    NaN, infinite or negative spike times are damage, not lateness: binning would count
+    them as events after `t_max`.
+    """
     for i, (t, u) in enumerate(zip(times, units)):
         if t.shape != u.shape:
+            raise ValueError(f"{where}: sample {i} has {t.size} spike times but {u.size} units.")
+        if u.size and (u.min() < 0 or u.max() >= n_channels):
             raise ValueError(
-                f"{str(path)!r} sample {i} has {t.size} spike times but {u.size} units."
+                f"{where}: sample {i} has channel ids outside [0, {n_channels}): min {u.min()}, "
+                f"max {u.max()}."
             )
-    return times, units, labels
+        bad = ~np.isfinite(t) | (t < 0)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{where}: sample {i} has {int(bad.sum())} spike times that are NaN, infinite "
+                f"or negative (the first, event {j}, is {t[j]}); spike times must be finite "
+                f"seconds >= 0. The file is damaged."
+            )
 
 
 def bin_events(times, units, *, n_steps, t_max, n_channels=N_CHANNELS, channels=N_CHANNELS):
@@ -104,6 +142,11 @@ def bin_events(times, units, *, n_steps, t_max, n_channels=N_CHANNELS, channels=
     **Returns:**
 
     `(spikes (N, n_steps, channels) bool, BinningInfo)`.
+
+    **Raises:**
+
+    `ValueError` for bad binning parameters, channel ids outside `[0, n_channels)`, and
+    NaN, infinite or negative spike times (damage, which would otherwise count as late).
     """
     if not (isinstance(n_steps, (int, np.integer)) and n_steps > 0):
         raise ValueError(f"`n_steps` must be a positive int, got {n_steps!r}.")
@@ -118,12 +161,15 @@ def bin_events(times, units, *, n_steps, t_max, n_channels=N_CHANNELS, channels=
     group = n_channels // channels
     out = np.zeros((len(times), n_steps, channels), dtype=bool)
     n_events = n_late = n_merged = 0
+    times = [np.asarray(t, np.float64) for t in times]
+    units = [np.asarray(u) for u in units]
+    if len(times) != len(units):
+        raise ValueError(f"`times` has {len(times)} samples but `units` {len(units)}.")
+    for i, u in enumerate(units):
+        if u.size and u.dtype.kind not in "iu":
+            raise ValueError(f"`units` of sample {i} must be integer channel ids, got {u.dtype}.")
+    _check_events(times, units, n_channels, "`times`/`units`")
     for i, (t, u) in enumerate(zip(times, units)):
-        if u.size and (u.min() < 0 or u.max() >= n_channels):
-            raise ValueError(
-                f"sample {i} has channel ids outside [0, {n_channels}): min {u.min()}, max "
-                f"{u.max()}."
-            )
         n_events += t.size
         early = (t >= 0) & (t < t_max)
         n_late += int((~early).sum())
@@ -141,6 +187,44 @@ def _cache_file(cache_dir, path, params):
                       "mtime": st.st_mtime_ns, **params}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return pathlib.Path(cache_dir) / f"{pathlib.Path(path).stem}-{digest}.npz"
+
+
+def _read_cache(cache, params):
+    """The cached `(bits, labels, info)`, or None (with a warning) if the file is damaged:
+    the caller then rebuilds it from the HDF5 file, which is slower but never wrong."""
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            bits, labels = np.asarray(z["bits"]), np.asarray(z["labels"], np.int64)
+            length, info = int(z["length"]), BinningInfo(*(int(v) for v in z["info"]))
+        n_bytes = -(-params["n_steps"] // 8)
+        if not (bits.dtype == np.uint8 and bits.shape[1:] == (n_bytes, params["channels"])
+                and length == params["n_steps"] and labels.shape == (bits.shape[0],)):
+            raise ValueError(f"arrays of shapes {bits.shape} and {labels.shape}")
+    except Exception as e:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
+        warnings.warn(
+            f"the cache {str(cache)!r} is damaged ({type(e).__name__}: {e}); rebuilding it "
+            f"from the HDF5 file.",
+            stacklevel=3,
+        )
+        return None
+    return bits, labels, info
+
+
+def _write_cache(cache, bits, labels, n_steps, info):
+    """Write the cache atomically; a folder that cannot be written costs speed, not the load."""
+    tmp = cache.with_suffix(".tmp.npz")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, bits=bits, labels=labels, length=n_steps, info=np.array(info))
+        os.replace(tmp, cache)
+    except OSError as e:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        warnings.warn(
+            f"could not write the cache {str(cache)!r} ({e}); loaded without caching. Pass a "
+            f"writable `cache_dir`, or `cache_dir=False`.",
+            stacklevel=3,
+        )
 
 
 def load_shd(
@@ -171,8 +255,10 @@ def load_shd(
     - `channels`: 700, or a divisor of it to merge neighbouring channels.
     - `cache_dir`: where to keep the binned, packed arrays (`.npz`); default: next to `path`
         in `.snnx_cache/`; `False` disables caching. The cache key includes every binning
-        parameter and the file's size and modification time.
-    - `dataset`: `"shd"` or `"ssc"` (only used in messages).
+        parameter and the file's size and modification time. A damaged cache is rebuilt
+        (with a warning); a folder that cannot be written is skipped (with a warning).
+    - `dataset`: `"shd"` (20 classes) or `"ssc"` (35 classes): the range labels are checked
+        against, and the source named in messages.
     - `device`: where to put the packed spikes (default: JAX's default device).
 
     **Returns:**
@@ -184,7 +270,9 @@ def load_shd(
     **Raises:**
 
     `FileNotFoundError` (with where to get the file), `ValueError` for a corrupt or foreign
-    file or bad binning parameters.
+    file (not HDF5, missing datasets, non-integer units or labels, labels outside the
+    dataset's classes, channel ids outside 0..699, NaN, infinite or negative spike times) or
+    bad binning parameters.
     """
     if dataset not in SOURCES:
         raise ValueError(f"`dataset` must be 'shd' or 'ssc', got {dataset!r}.")
@@ -204,21 +292,16 @@ def load_shd(
     cache = None
     if cache_dir is not False:
         cache = _cache_file(cache_dir or path.parent / ".snnx_cache", path, params)
-    if cache is not None and cache.exists():
-        with np.load(cache) as z:
-            bits, labels, length = z["bits"], z["labels"], int(z["length"])
-            info = BinningInfo(*(int(v) for v in z["info"]))
-        xs = PackedSpikes.from_bits(bits, length, device=device)
+    cached = _read_cache(cache, params) if cache is not None and cache.exists() else None
+    if cached is not None:
+        bits, labels, info = cached
+        xs = PackedSpikes.from_bits(bits, n_steps, device=device)
     else:
         times, units, labels = _read_h5(path, dataset)
         dense, info = bin_events(times, units, n_steps=n_steps, t_max=t_max, channels=channels)
         xs = PackedSpikes(dense, device=device)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, bits=np.asarray(xs.bits), labels=labels, length=n_steps,
-                     info=np.array(info))
-            os.replace(tmp, cache)
+            _write_cache(cache, np.asarray(xs.bits), labels, n_steps, info)
     if info.n_late or info.n_merged:
         warnings.warn(
             f"{path.name}: {info.n_late} of {info.n_events} events fell at or after "

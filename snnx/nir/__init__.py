@@ -143,7 +143,10 @@ def from_nir(
 
     `ValueError` naming the node for a node type snnx cannot represent, naming the edge for
     a shape mismatch between its two ends, and for graphs with several Input/Output nodes;
-    `FileNotFoundError` for a missing file.
+    for a file: `FileNotFoundError` if it is missing, `IsADirectoryError` for a folder, and
+    `ValueError` naming `graph_or_path` (and the node) for a file that is not HDF5, is
+    truncated, is HDF5 but not NIR, or holds a damaged node (no `type`, an unknown type, a
+    missing field, NaN parameters).
     """
     from ._import import from_nir as _from_nir
 

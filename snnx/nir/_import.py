@@ -22,11 +22,8 @@ from ..neurons.if_ import IF
 from ..neurons.integrator import Integrator
 from ..neurons.li import LI
 from ..neurons.lif import LIF
+from ._read import SUPPORTED_NODES, _join, read_file as _read_file
 
-SUPPORTED_NODES = (
-    "Input, Output, Affine, Linear, Scale, Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, "
-    "Threshold, IF, LIF, LI, CubaLIF, CubaLI, I, Delay, NIRGraph"
-)
 _KEY = jax.random.key(0)  # placeholder for constructors; every weight is overwritten
 
 
@@ -238,10 +235,6 @@ def _check_edge_types(graph, path):
             )
 
 
-def _join(path, name):
-    return name if not path else f"{path}.{name}"
-
-
 def _io(graph, path):
     ins = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
     outs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Output)]
@@ -326,13 +319,9 @@ def from_nir(graph_or_path, *, dt, method=None, reset_mode=None, surrogate=None)
     if reset_mode is not None:
         check_choice("from_nir", "reset_mode", reset_mode, RESET_MODES)
     if isinstance(graph_or_path, (str, os.PathLike)):
-        if not os.path.exists(graph_or_path):
-            raise FileNotFoundError(
-                f"`graph_or_path` names no file: {os.fspath(graph_or_path)!r}; give the path of "
-                f"a .nir file written by `nir.write`."
-            )
-        # snnx checks the shapes itself (nir's checker rejects grouped convolutions).
-        graph = nir.read(graph_or_path, type_check=False)
+        graph = _read_file(graph_or_path)
+        if not isinstance(graph, nir.NIRGraph):  # a file holding a single node
+            graph = nir.NIRGraph.from_list(graph, type_check=False)
     elif isinstance(graph_or_path, nir.NIRGraph):
         graph = graph_or_path
     elif isinstance(graph_or_path, nir.NIRNode):

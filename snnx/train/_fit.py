@@ -15,14 +15,8 @@ from jaxtyping import PRNGKeyArray, PyTree
 
 from .._checks import check_key, check_run_kwargs, is_int
 from ..neurons import trainable_spec
-from ._checkpoint import load_checkpoint, save_checkpoint
-from ._data import (
-    batches,
-    check_batch_size,
-    check_data,
-    check_labels,
-    choose_input,
-)
+from ._checkpoint import check_checkpoint, resume_checkpoint, run_record, save_checkpoint
+from ._data import batches, check_batch_size, check_data, check_labels, choose_input
 from ._evaluate import evaluate_checked, rates_by_layer
 from ._history import History
 from ._progress import AbstractProgressMeter, as_progress_meter
@@ -47,7 +41,7 @@ def fit(
     stochastic: bool = False,
     run_kwargs: dict | None = None,
     checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
+    resume: bool | Literal["force"] = False,
     progress: bool | AbstractProgressMeter = True,
     opt_state: PyTree | None = None,
     events: bool | Literal["auto"] = "auto",
@@ -93,9 +87,13 @@ def fit(
     - `stochastic`: pass a per-sample key to `snnx.run` (dropout, escape-noise spikes).
     - `run_kwargs`: extra keyword arguments for `snnx.run` (`mode`, `unroll`, `remat`).
     - `checkpoint`: a file path; model, optimiser state, epoch and history are saved there
-        after every epoch.
+        after every epoch (with a checksum and a record of the run: batch size, data
+        fingerprint, optimizer, key). Its folder is checked before training starts.
     - `resume`: if True and `checkpoint` exists, continue from it (same result as an
-        uninterrupted run with the same `key`).
+        uninterrupted run with the same `key`). A checkpoint saved with another
+        `batch_size`, `last_batch`, dataset, optimizer (settings or learning rate) or `key`
+        is refused; `resume="force"` loads it anyway, for a change you intend (e.g. a new
+        learning rate for the remaining epochs).
     - `progress`: True (default) for tqdm bars and a line per epoch
         (`snnx.train.TqdmProgressMeter()`), False for nothing, or your own
         `snnx.train.AbstractProgressMeter`.
@@ -142,8 +140,7 @@ def fit(
                 f"{step_shape}."
             )
         check_labels(model, eys, eT, e_shape, "eval_data", run_kwargs)
-    if resume and checkpoint is None:
-        raise ValueError("`resume=True` needs a `checkpoint` path to resume from.")
+    check_checkpoint(checkpoint, resume)
     cfg = make_config(loss, optimizer, regulariser, predict, run_kwargs, stochastic,
                       last_batch == "pad")
     progs = programs(cfg)
@@ -157,8 +154,11 @@ def fit(
     history = History(evaluated=eval_data is not None, input=input_kind,
                       skipped=n % batch_size if last_batch == "drop" else 0)
     start = 0
+    run = (None if checkpoint is None
+           else run_record(model, optimizer, xs, ys, batch_size, last_batch, key))
     if resume and os.path.exists(checkpoint):
-        model, opt_state, start, saved = load_checkpoint(checkpoint, model, opt_state)
+        model, opt_state, start, saved = resume_checkpoint(checkpoint, model, opt_state, run,
+                                                           resume)
         history.restore(saved)
     if history["skipped"] and start < epochs:
         warnings.warn(
@@ -209,7 +209,7 @@ def fit(
         history.append(time=time.perf_counter() - t0)
         meter.epoch_end(_epoch_line(history, ep, epochs))
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, opt_state, ep + 1, history.as_dict())
+            save_checkpoint(checkpoint, model, opt_state, ep + 1, history.as_dict(), run=run)
     meter.close()
     history.opt_state = opt_state
     return model, history
