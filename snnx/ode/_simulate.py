@@ -124,13 +124,6 @@ _BAD_START = (
 )
 
 
-def _default_controller(dtype) -> diffrax.AbstractStepSizeController:
-    # Tolerances near float32's roundoff (1.2e-7) make the controller reject step after step;
-    # 1e-6 is the float64 default, float32 gets what its 24-bit mantissa can deliver.
-    tol = 1e-6 if jnp.finfo(dtype).bits >= 64 else 1e-5
-    return diffrax.PIDController(rtol=tol, atol=tol)
-
-
 def simulate(
     neuron,
     current=0.0,
@@ -177,8 +170,9 @@ def simulate(
     - `solver`: a diffrax solver; default `diffrax.Tsit5()` with a PID controller. Fixed-step
         solvers (`diffrax.Euler()`, `diffrax.Heun()`) need `dt0`.
     - `dt0`: initial (adaptive) or fixed step size.
-    - `stepsize_controller`: default `PIDController(rtol=tol, atol=tol)` with `tol = 1e-6`
-        in float64 and `1e-5` in float32 for adaptive solvers, `ConstantStepSize()` otherwise.
+    - `stepsize_controller`: default `PIDController(rtol=1e-6, atol=1e-6)` for adaptive
+        solvers (in float32 too: the bracketed root finder, not the step, was what failed
+        there), `ConstantStepSize()` otherwise.
     - `save_ts`: times at which to also return the state (dense traces), or None.
     - `max_steps`: solver steps allowed between two events.
     - `root_finder`: the spike-time root finder, any `optimistix.AbstractRootFinder`; default
@@ -226,7 +220,7 @@ def simulate(
         )
     if stepsize_controller is None:
         if isinstance(solver, diffrax.AbstractAdaptiveSolver):
-            stepsize_controller = _default_controller(dtype)
+            stepsize_controller = diffrax.PIDController(rtol=1e-6, atol=1e-6)
         else:
             if dt0 is None:
                 raise ValueError(
