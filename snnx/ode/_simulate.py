@@ -6,10 +6,14 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optimistix as optx
 from jaxtyping import Array, PyTree
 
 from ..neurons import AbstractContinuousNeuron
+from ._checks import check_bound, check_finite, check_input_times, check_times, concrete
+from ._events import _Carry, _count_rest, _make_advance
+from ._root import _default_root_finder
 
 
 def check_continuous(neuron) -> None:
@@ -49,112 +53,75 @@ class Solution(NamedTuple):
     states: PyTree | None
 
 
+class _Constant(eqx.Module):
+    # A Module, not a closure, so that `filter_jit` traces the value and reuses the compiled
+    # simulation for every current of the same shape.
+    value: Array
+
+    def __call__(self, t):
+        return self.value
+
+
+class _Piecewise(eqx.Module):
+    grid: Array
+    values: Array
+
+    def __call__(self, t):
+        # The value of the last step that started at or before t (held over the step).
+        k = jnp.searchsorted(self.grid, t, side="right") - 1
+        return self.values[jnp.clip(k, 0, self.grid.shape[0] - 1)]
+
+
+def _broadcasts(value_shape, shape) -> bool:
+    try:
+        return jnp.broadcast_shapes(value_shape, shape) == shape
+    except ValueError:
+        return False
+
+
 def _as_input_fn(current, shape):
     """A function t -> input of `shape`, from a callable, a constant, or a (ts, values) grid."""
     if callable(current):
         return current
     if isinstance(current, tuple) and len(current) == 2:
-        grid, values = (jnp.asarray(a) for a in current)
-        if grid.ndim != 1 or values.shape[:1] != grid.shape:
+        grid, values = (jnp.asarray(a, float) for a in current)
+        if grid.ndim != 1 or values.shape[:1] != grid.shape or not _broadcasts(
+            values.shape[1:], shape
+        ):
             raise ValueError(
                 "`current` given as `(ts, values)` must have `ts` of shape (K,) (step start "
-                f"times, increasing) and `values` of shape (K, *shape); got {grid.shape} and "
-                f"{values.shape}."
+                f"times, increasing) and `values` of shape (K, *{shape}); got {grid.shape} "
+                f"and {values.shape}."
             )
-
-        def piecewise(t):
-            # The value of the last step that started at or before t (held over the step).
-            k = jnp.clip(jnp.searchsorted(grid, t, side="right") - 1, 0, grid.shape[0] - 1)
-            return values[k]
-
-        return piecewise
-    value = jnp.broadcast_to(jnp.asarray(current, float), shape)
-    return lambda t: value
-
-
-def _input_jump(neuron, t, state, x_fn, weight):
-    """State jump caused by a Dirac input `weight * delta(t)`: `weight * d(field)/dx`.
-
-    Exact for every neuron whose vector field is affine in its input (all built-in ones).
-    """
-    x0 = x_fn(t)
-    _, jump = jax.jvp(lambda x: neuron.vector_field(t, state, x), (x0,), (weight,))
-    return jax.tree.map(jnp.add, state, jump)
-
-
-class _Carry(NamedTuple):
-    t: Array
-    state: PyTree
-    k: Array  # index of the next input spike
-    done: Array
-
-
-def _flat_condition(neuron, state):
-    return jnp.ravel(neuron.spike_condition(state))
-
-
-def _make_advance(neuron, x_fn, in_times, in_weights, t1, solver, controller, dt0, max_steps,
-                  root_finder):
-    """One event of the simulation: the next output spike, the next input spike, or t1."""
-    term = diffrax.ODETerm(lambda t, y, args: neuron.vector_field(t, y, x_fn(t)))
-    event = diffrax.Event(
-        lambda t, y, args, **kw: jnp.max(_flat_condition(neuron, y)),
-        root_finder=root_finder,
-        direction=True,
-    )
-    n_in = in_times.shape[0]
-
-    def integrate(t_start, t_stop, state):
-        sol = diffrax.diffeqsolve(
-            term, solver, t_start, t_stop, dt0, state,
-            stepsize_controller=controller, event=event, max_steps=max_steps,
-            saveat=diffrax.SaveAt(t1=True), adjoint=diffrax.RecursiveCheckpointAdjoint(),
-            throw=True,
+        g = concrete(current[0])
+        if g is not None and np.any(np.diff(g) < 0):
+            raise ValueError(
+                "`current` given as `(ts, values)` needs increasing step times `ts`: sort "
+                "them, with `values` in the same order."
+            )
+        check_finite("current", current[0], "the step times of a piecewise input")
+        check_finite("current", current[1], "the values of a piecewise input")
+        return _Piecewise(grid, jnp.broadcast_to(values, grid.shape + shape))
+    value = jnp.asarray(current, float)
+    if not _broadcasts(value.shape, shape):
+        raise ValueError(
+            f"`current` of shape {value.shape} does not broadcast to the population shape "
+            f"{shape}: give a scalar, one value per neuron, a function `t -> x` or a "
+            f"`(ts, values)` pair."
         )
-        fired = jnp.asarray(sol.event_mask)
-        return sol.ts[-1], jax.tree.map(lambda a: a[-1], sol.ys), fired
+    check_finite("current", value, "the constant input current")
+    return _Constant(jnp.broadcast_to(value, shape))
 
-    def spike_now(state):
-        cond = _flat_condition(neuron, state)
-        mask = jax.nn.one_hot(jnp.argmax(cond), cond.shape[0], dtype=bool)
-        shape = jnp.shape(neuron.spike_condition(state))
-        return neuron.reset(state, mask.reshape(shape)), jnp.argmax(cond)
 
-    def advance(c: _Carry):
-        # 0. A neuron already over threshold (several can be lifted at once by one input, or
-        #    cross together) spikes now, one per iteration, before any integration.
-        pending = (~c.done) & (jnp.max(_flat_condition(neuron, c.state)) > 0)
-        y_now, idx_now = spike_now(c.state)
-        # 1. Otherwise integrate to the next input spike (or t1), stopping at an output spike.
-        t_in = jnp.where(c.k < n_in, in_times[jnp.minimum(c.k, n_in - 1)], jnp.inf)
-        t_stop = jnp.minimum(t_in, t1)
-        active = (~c.done) & (~pending) & (t_stop > c.t)
-        t_end, y_end, fired = jax.lax.cond(
-            active,
-            lambda: integrate(c.t, jnp.where(active, t_stop, c.t + 1e-6 * (1 + jnp.abs(c.t))),
-                              c.state),
-            lambda: (c.t, c.state, jnp.array(False)),
-        )
-        fired = fired & active
-        y_reset, idx_out = spike_now(y_end)
-        # 2. The segment reached an input spike: apply its jump (a neuron lifted over
-        #    threshold spikes in the next iteration, at this same time).
-        at_input = (~c.done) & (~pending) & (~fired) & (t_stop >= t_in) & (c.k < n_in)
-        w = in_weights[jnp.minimum(c.k, n_in - 1)]
-        y_jump = _input_jump(neuron, t_end, y_end, x_fn, w)
-
-        def pick(now, reset, jump, end):
-            return jnp.where(pending, now, jnp.where(fired, reset, jnp.where(at_input, jump, end)))
-
-        state = jax.tree.map(pick, y_now, y_reset, y_jump, y_end)
-        spiked = pending | fired
-        idx = jnp.where(pending, idx_now, idx_out)
-        t_event = jnp.where(pending, c.t, t_end)
-        done = c.done | ((~pending) & (~fired) & (~at_input))
-        new = _Carry(t_event, state, c.k + at_input.astype(c.k.dtype), done)
-        return new, (spiked, t_event, idx)
-
-    return advance
+_BAD_TIMES = "snnx.ode: `t0` and `t1` must be finite with `t1 > t0`."
+_BAD_INPUT = (
+    "snnx.ode: `input_spikes` has NaN or -inf times or non-finite weights: give finite "
+    "values and pad unused entries with `inf` times."
+)
+_BAD_START = (
+    "snnx.ode: the vector field is non-finite at `t0`: check that `current`, `state0` and "
+    "the neuron's parameters are finite."
+)
 
 
 def simulate(
@@ -172,38 +139,48 @@ def simulate(
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     save_ts: Array | None = None,
     max_steps: int = 4096,
-    root_tol: float = 1e-6,
+    root_finder: optx.AbstractRootFinder | None = None,
+    root_tol: float | None = None,
 ) -> Solution:
     r"""Simulate a neuron population in continuous time with exact spike times.
 
     Between spikes diffrax integrates `neuron.vector_field`; a spike is the first upward
-    zero crossing of `neuron.spike_condition` (found by Newton's method on the solver's
-    dense output), after which `neuron.reset` is applied and integration continues. The
-    loop is a fixed-length `lax.scan` over events, so everything is differentiable (spike
-    times with respect to weights, time constants, input currents and input spike times).
+    zero crossing of `neuron.spike_condition` (located by `root_finder` on the solver's
+    dense output, inside the step where the sign changed), after which `neuron.reset` is
+    applied and integration continues. The loop is a fixed-length `lax.scan` over events,
+    so everything is differentiable (spike times with respect to weights, time constants,
+    input currents and input spike times).
+
+    The precision is JAX's default float: float32, or float64 under
+    `jax.config.update("jax_enable_x64", True)`. The defaults work in both.
 
     **Arguments:**
 
-    - `neuron`: any neuron with `vector_field(t, state, x)`, `spike_condition(state)` and
-        `reset(state, spiked)` (built-in or your own).
+    - `neuron`: an `snnx.AbstractContinuousNeuron` (built-in or your own).
     - `current`: the input current: a constant (scalar or per neuron), a function `t -> x`,
         or a piecewise-constant `(ts, values)` pair (value `values[k]` from `ts[k]` on).
     - `state0`: initial state; default `neuron.init_state(shape)`.
-    - `t1`: end time (`t0` is the start, default 0), in the neuron's time unit.
+    - `t1`: end time, finite (`t0` is the start, default 0), in the neuron's time unit.
     - `max_spikes`: a static bound on the number of output spikes of the whole population.
         Spikes beyond it are not simulated; `overflow` and `n_dropped` report them.
     - `shape`: the population shape, needed when `state0` is not given.
-    - `input_spikes`: `(times (K,), weights (K, *shape))`: Dirac inputs at increasing
-        times; input `k` adds `weights[k]` times the effect of a unit input impulse (for
-        `CuBaLIF`, a jump of the synaptic current). Pad with `inf` times.
+    - `input_spikes`: `(times (K,), weights (K, *shape))`: Dirac inputs, in any order (they
+        are sorted by time); input `k` adds `weights[k]` times the effect of a unit input
+        impulse (for `CuBaLIF`, a jump of the synaptic current). Pad with `inf` times.
     - `solver`: a diffrax solver; default `diffrax.Tsit5()` with a PID controller. Fixed-step
         solvers (`diffrax.Euler()`, `diffrax.Heun()`) need `dt0`.
     - `dt0`: initial (adaptive) or fixed step size.
     - `stepsize_controller`: default `PIDController(rtol=1e-6, atol=1e-6)` for adaptive
-        solvers, `ConstantStepSize()` otherwise.
+        solvers (in float32 too: the bracketed root finder, not the step, was what failed
+        there), `ConstantStepSize()` otherwise.
     - `save_ts`: times at which to also return the state (dense traces), or None.
     - `max_steps`: solver steps allowed between two events.
-    - `root_tol`: tolerance of the spike-time root finder.
+    - `root_finder`: the spike-time root finder, any `optimistix.AbstractRootFinder`; default
+        `snnx.ode.Chandrupatla()`, bracketed (it cannot diverge or stall), with tolerances
+        that follow the dtype. `optimistix.Newton(rtol, atol)` is faster per iteration but
+        may diverge or stall in float32.
+    - `root_tol`: shorthand for `root_finder=snnx.ode.Chandrupatla(rtol=root_tol,
+        atol=root_tol)`.
 
     **Returns:**
 
@@ -211,30 +188,38 @@ def simulate(
 
     **Raises:**
 
-    `TypeError` if the neuron lacks a continuous-time method (naming it); `ValueError` for a
-    bad `max_spikes`, `t1 <= t0`, a fixed-step solver without `dt0`, or bad input shapes.
+    `TypeError` if the neuron lacks a continuous-time method or `root_finder` is not a root
+    finder; `ValueError` for a bad `max_spikes` or `max_steps`, `t1 <= t0`, a non-finite
+    `t0`/`t1`/`current`/`state0`/`input_spikes`, a fixed-step solver without `dt0`, or bad
+    input shapes. Under `jit` the value checks raise `eqx.EquinoxRuntimeError` (also when
+    the solver fails, or a `reset` does not bring the neuron below threshold).
     """
     check_continuous(neuron)
-    if not (isinstance(max_spikes, int) and max_spikes >= 1):
-        raise ValueError(
-            f"`max_spikes` must be a positive int (a static bound), got {max_spikes!r}."
-        )
-    if isinstance(t1, (int, float)) and isinstance(t0, (int, float)) and not t1 > t0:
-        raise ValueError(f"`t1` must be greater than `t0`, got t0={t0}, t1={t1}.")
+    max_spikes = check_bound("max_spikes", max_spikes)
+    max_steps = check_bound("max_steps", max_steps)
+    check_times(t0, t1)
+    root_finder = _default_root_finder(root_finder, root_tol)
     if state0 is None:
         if shape is None:
             raise ValueError("Give `shape` (the population shape) or an initial `state0`.")
         state0 = neuron.init_state(shape)
+    else:
+        check_finite("state0", state0, "the initial state")
     # Integrate in JAX's default float precision (float64 under `jax_enable_x64`).
-    state0 = jax.tree.map(lambda a: jnp.asarray(a, jnp.result_type(float)), state0)
+    dtype = jnp.result_type(float)
+    state0 = jax.tree.map(lambda a: jnp.asarray(a, dtype), state0)
     pop_shape = tuple(jnp.shape(neuron.spike_condition(state0)))
     n = int(jnp.size(neuron.spike_condition(state0)))
     x_fn = _as_input_fn(current, pop_shape)
     if solver is None:
         solver = diffrax.Tsit5()
-    adaptive = isinstance(solver, diffrax.AbstractAdaptiveSolver)
+    if not isinstance(solver, diffrax.AbstractSolver):
+        raise TypeError(
+            f"`solver` must be a diffrax solver such as `diffrax.Tsit5()`, got "
+            f"{type(solver).__name__}."
+        )
     if stepsize_controller is None:
-        if adaptive:
+        if isinstance(solver, diffrax.AbstractAdaptiveSolver):
             stepsize_controller = diffrax.PIDController(rtol=1e-6, atol=1e-6)
         else:
             if dt0 is None:
@@ -252,26 +237,42 @@ def simulate(
                 f"`input_spikes` must be `(times (K,), weights (K, *{pop_shape}))`, got shapes "
                 f"{in_times.shape} and {in_weights.shape}."
             )
+        check_input_times(input_spikes[0])
+        check_finite("input_spikes", input_spikes[1], "the weights of the input spikes")
     if isinstance(current, tuple) and len(current) == 2 and not callable(current):
         # Restart the solver at every discontinuity of a piecewise-constant input: its step
         # times enter the event loop as input spikes of weight zero.
         grid = jnp.asarray(current[0], float)
         in_times = jnp.concatenate([in_times, grid])
         in_weights = jnp.concatenate([in_weights, jnp.zeros((grid.shape[0],) + pop_shape)])
-        order = jnp.argsort(in_times)
-        in_times, in_weights = in_times[order], in_weights[order]
+    # The event loop consumes inputs in order; a stable sort keeps simultaneous ones as given.
+    order = jnp.argsort(in_times, stable=True)
+    in_times, in_weights = in_times[order], in_weights[order]
+    if save_ts is not None:
+        save_ts = jnp.asarray(save_ts, float)
+        if save_ts.ndim != 1:
+            raise ValueError(f"`save_ts` must be a 1-D array of times, got shape {save_ts.shape}.")
+        check_finite("save_ts", save_ts, "the times of the dense trace")
     return _simulate_core(
         neuron, x_fn, state0, in_times, in_weights, jnp.asarray(t0, float),
-        jnp.asarray(t1, float), solver, stepsize_controller, dt0, max_steps, root_tol,
-        max_spikes, None if save_ts is None else jnp.asarray(save_ts, float), pop_shape, n,
+        jnp.asarray(t1, float), solver, stepsize_controller, dt0, max_steps, root_finder,
+        max_spikes, save_ts, pop_shape, n,
     )
 
 
 @eqx.filter_jit
 def _simulate_core(neuron, x_fn, state0, in_times, in_weights, t0, t1, solver,
-                   stepsize_controller, dt0, max_steps, root_tol, max_spikes, save_ts,
+                   stepsize_controller, dt0, max_steps, root_finder, max_spikes, save_ts,
                    pop_shape, n):
-    root_finder = optx.Newton(rtol=root_tol, atol=root_tol)
+    # Checks of traced values (under the user's `jit`/`vmap`); free when they pass.
+    t1 = eqx.error_if(t1, ~(jnp.isfinite(t0) & jnp.isfinite(t1) & (t1 > t0)), _BAD_TIMES)
+    bad_input = jnp.any(jnp.isnan(in_times) | (in_times == -jnp.inf)) | ~jnp.all(
+        jnp.isfinite(in_weights)
+    )
+    in_times = eqx.error_if(in_times, bad_input, _BAD_INPUT)
+    field0 = neuron.vector_field(t0, state0, x_fn(t0))
+    finite0 = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(field0)]))
+    t0 = eqx.error_if(t0, ~finite0, _BAD_START)
     advance = _make_advance(neuron, x_fn, in_times, in_weights, t1, solver,
                             stepsize_controller, dt0, max_steps, root_finder)
     n_events = max_spikes + in_times.shape[0]
@@ -312,20 +313,6 @@ def _simulate_core(neuron, x_fn, state0, in_times, in_weights, t0, t1, solver,
     )
 
 
-def _count_rest(advance, carry, limit: int = 100_000):
-    def cond(cs):
-        c, count, i = cs
-        return (~c.done) & (i < limit)
-
-    def step(cs):
-        c, count, i = cs
-        new, (spiked, _, _) = advance(c)
-        return new, count + spiked.astype(count.dtype), i + 1
-
-    _, count, _ = jax.lax.while_loop(cond, step, (carry, jnp.array(0), jnp.array(0)))
-    return count
-
-
 def _traces(neuron, x_fn, solver, controller, dt0, max_steps, start, t_after, s_after, save_ts):
     """States at `save_ts`: integrate from the last event at or before each time."""
     starts_t = jnp.concatenate([start.t[None], t_after])
@@ -345,53 +332,3 @@ def _traces(neuron, x_fn, solver, controller, dt0, max_steps, start, t_after, s_
         return jax.tree.map(lambda a, b: jnp.where(s > t_a, a, b), y, y_a)
 
     return jax.vmap(one)(save_ts)
-
-
-def simulate_layers(
-    neurons,
-    weights,
-    input_spikes: tuple[Array, Array],
-    *,
-    t1: float,
-    max_spikes,
-    **kwargs,
-) -> list[Solution]:
-    """Simulate a feed-forward chain of populations driven by spike times, in continuous time.
-
-    Layer `l` receives the spikes of layer `l-1` (the first layer: the input spikes) through
-    `weights[l]`: a spike of presynaptic neuron `j` at time `t` is a Dirac input of
-    `weights[l][:, j]` at `t` (for `snnx.CuBaLIF` a jump of the synaptic current). Every
-    spike time is exact and differentiable.
-
-    **Arguments:**
-
-    - `neurons`: one neuron per layer (1-D populations).
-    - `weights`: one matrix per layer, shape `(n_out, n_in)`.
-    - `input_spikes`: `(times (K,), channels (K,))` of the input spikes, in increasing time
-        (pad with `inf` times and any channel).
-    - `t1`: end time. `max_spikes`: an int, or one int per layer (static bounds).
-    - `**kwargs`: passed to `simulate` (`t0`, `solver`, `dt0`, `stepsize_controller`, ...).
-
-    **Returns:**
-
-    A list with the `Solution` of every layer.
-    """
-    if len(neurons) != len(weights):
-        raise ValueError(
-            f"`neurons` and `weights` need one entry per layer, got {len(neurons)} and "
-            f"{len(weights)}."
-        )
-    bounds = [max_spikes] * len(neurons) if isinstance(max_spikes, int) else list(max_spikes)
-    times, channels = (jnp.asarray(a) for a in input_spikes)
-    sols = []
-    for layer, (neuron, w, bound) in enumerate(zip(neurons, weights, bounds)):
-        w = jnp.asarray(w)
-        if w.ndim != 2:
-            raise ValueError(f"`weights[{layer}]` must be a matrix (n_out, n_in), got {w.shape}.")
-        valid = (channels >= 0) & jnp.isfinite(times)
-        in_w = jnp.where(valid[:, None], w.T[jnp.clip(channels, 0, w.shape[1] - 1)], 0.0)
-        sol = simulate(neuron, 0.0, shape=(w.shape[0],), t1=t1, max_spikes=bound,
-                       input_spikes=(times, in_w), **kwargs)
-        sols.append(sol)
-        times, channels = sol.event_times, sol.event_neurons
-    return sols
