@@ -54,3 +54,34 @@ def max_leaf_diff(a, b):
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
     assert [x.shape for x in la] == [x.shape for x in lb], "gradient trees do not match"
     return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(la, lb))
+
+
+def compare_with_handwritten(model, hand_logits, hand_params, x, y, reduce):
+    """Max |snnx - hand-written| of the logits and of the cross-entropy gradients.
+
+    `model` is the (spiking) snnx network, `hand_logits(params, xs)` the hand-written one on
+    time-major `xs`, `reduce` the readout over time (`sum` of counts, `max` of membranes).
+    """
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import snnx
+
+    y = jnp.asarray(y)
+    x = jnp.asarray(x)
+    xs = jnp.moveaxis(x, 1, 0)
+    params, static = eqx.partition(model, snnx.trainable_spec(model))
+
+    def logits(p, x):
+        m = eqx.combine(p, static)
+        return reduce(jax.vmap(lambda xi: snnx.run(m, xi)[0])(x), axis=1)
+
+    def xent(z):
+        return optax.softmax_cross_entropy_with_integer_labels(z, y).mean()
+
+    ga = jax.jit(jax.grad(lambda p, x: xent(logits(p, x))))(params, x)
+    gb = jax.jit(jax.grad(lambda p, xs: xent(hand_logits(p, xs))))(hand_params, xs)
+    a, b = jax.jit(logits)(params, x), jax.jit(hand_logits)(hand_params, xs)
+    return float(jnp.max(jnp.abs(a - b))), max_leaf_diff(ga, gb)

@@ -75,21 +75,7 @@ def build_handwritten(cfg, kind, data, unroll=1):
 
 
 def check_equal(cfg, data):
-    """Max |snnx - hand-written| of the logits and of the loss gradients (spiking network)."""
-    import snnx
-
+    """Max |snnx - hand-written| of the logits and of the loss gradients (spiking)."""
     x, y = data
-    y = jnp.asarray(y)
-    model = snnx_model(cfg)
-    params, static = eqx.partition(model, snnx.trainable_spec(model))
-
-    def logits(p, x):
-        m = eqx.combine(p, static)
-        return jax.vmap(lambda xi: snnx.run(m, xi)[0])(x).max(axis=1)
-
-    hand = lambda p, xs: hw.rec_logits(p, xs, TAU)  # noqa: E731
-    xs = jnp.asarray(x.transpose(1, 0, 2))
-    ga = jax.jit(jax.grad(lambda p, x: _xent(logits(p, x), y)))(params, jnp.asarray(x))
-    gb = jax.jit(jax.grad(lambda p, xs: _xent(hand(p, xs), y)))(hw_params(cfg), xs)
-    a, b = jax.jit(logits)(params, jnp.asarray(x)), jax.jit(hand)(hw_params(cfg), xs)
-    return float(jnp.max(jnp.abs(a - b))), rates.max_leaf_diff(ga, gb)
+    return rates.compare_with_handwritten(
+        snnx_model(cfg), lambda p, xs: hw.rec_logits(p, xs, TAU), hw_params(cfg), x, y, jnp.max)
