@@ -23,16 +23,6 @@ ALPHA = 25.0  # FastSigmoid's default sharpness
 T, N_IN, N = 40, 6, 5
 
 
-@pytest.fixture(params=["float32", "float64"])
-def dtype(request):
-    if request.param == "float64":
-        jax.config.update("jax_enable_x64", True)
-        yield jnp.float64
-        jax.config.update("jax_enable_x64", False)
-    else:
-        yield jnp.float32
-
-
 def _sg(x):
     return 1.0 / (1.0 + ALPHA * np.abs(x)) ** 2
 

@@ -267,16 +267,6 @@ _LIF_P = dict(tau=4.0, r=1.5, v_leak=0.2, v_threshold=1.1, v_reset=-0.3)
 _CUBA_P = dict(tau_syn=2.0, tau_mem=5.0, r=1.5, v_leak=0.2, w_in=0.8)
 
 
-@pytest.fixture(params=["float32", "float64"])
-def dtype(request):
-    if request.param == "float64":
-        jax.config.update("jax_enable_x64", True)
-        yield jnp.float64
-        jax.config.update("jax_enable_x64", False)
-    else:
-        yield jnp.float32
-
-
 def _rand_state(neuron, rng, dtype):
     state = neuron.init_state((3,), dtype)
     return jax.tree.map(lambda a: jnp.asarray(rng.uniform(-1, 2, size=3), dtype), state)
