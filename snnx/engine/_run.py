@@ -231,7 +231,7 @@ def run(
     if state is None:
         state = model.init_state(step_shape)
     else:
-        _check_state(model, state, step_shape, None)
+        _check_state(model, state, step_shape)
     state = _settle_dtypes(model, step_shape, jnp.float32 if events else xs.dtype, state)
 
     T = xs.shape[0]
@@ -263,11 +263,8 @@ def run(
     return ys, state
 
 
-def _check_state(model, state, step_shape, dtype):
-    try:
-        expected = jax.eval_shape(lambda: model.init_state(step_shape))
-    except ValueError:
-        raise
+def _check_state(model, state, step_shape):
+    expected = jax.eval_shape(lambda: model.init_state(step_shape))
     exp_struct = jax.tree.structure(expected)
     got_struct = jax.tree.structure(state)
     if exp_struct != got_struct:
