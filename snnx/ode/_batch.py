@@ -23,6 +23,12 @@ def _leading(name, tree) -> int:
     return sizes.pop()
 
 
+@eqx.filter_jit
+def _chunk(neuron, args, simulate_kwargs):
+    # Module level, so that repeated calls with the same shapes reuse one compiled program.
+    return jax.vmap(lambda a: simulate(neuron, **a, **simulate_kwargs))(args)
+
+
 def simulate_batch(
     neuron,
     current: Array | None = None,
@@ -95,10 +101,6 @@ def simulate_batch(
     args = {name: value for name, (value, _) in batched.items()}
     b = min(batch_size, n)
 
-    @eqx.filter_jit
-    def chunk(a):
-        return jax.vmap(lambda x: simulate(neuron, **x, **simulate_kwargs))(a)
-
     meter = as_loop_meter(progress)
     meter.loop_start(n, "simulating")
     parts = []
@@ -109,7 +111,7 @@ def simulate_batch(
             part = jax.tree.map(
                 lambda a: a[s:s + m] if m == b else jnp.concatenate(
                     [a[s:s + m], jnp.repeat(a[s:s + 1], b - m, axis=0)]), args)
-            sol = jax.block_until_ready(chunk(part))
+            sol = jax.block_until_ready(_chunk(neuron, part, simulate_kwargs))
             parts.append(jax.tree.map(lambda a: a[:m], sol))
             meter.loop_update(m)
     finally:
