@@ -1,6 +1,6 @@
 """Data: bit-packed on-device spike storage, dataset loaders and batching."""
 
-from . import augment as augment, download as download, procedural as procedural
+from . import augment as augment, download as download, procedural as procedural, tonic as tonic
 from .nmnist import bin_frames as bin_frames, load_nmnist as load_nmnist, read_events as read_events
 from .packing import (
     PackedSpikes as PackedSpikes,

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ..train._progress import AbstractLoopMeter, as_loop_meter
 from .packing import PackedSpikes
 from .shd import BinningInfo
 
@@ -88,7 +89,7 @@ def bin_frames(events, *, n_steps, saccades=(0, 1, 2)):
 
 
 def load_nmnist(root, *, split="train", n_steps=30, saccades=(0, 1, 2), limit=None,
-                device=None):
+                device=None, progress: bool | AbstractLoopMeter = False):
     """Load an N-MNIST split from the original folder layout, binned and bit-packed.
 
     **Arguments:**
@@ -99,6 +100,8 @@ def load_nmnist(root, *, split="train", n_steps=30, saccades=(0, 1, 2), limit=No
     - `saccades`: which 100 ms saccades to keep (default all three).
     - `limit`: at most this many files per digit (for quick experiments), or None.
     - `device`: where to put the packed frames.
+    - `progress`: False (default) shows nothing, True a tqdm bar over the files, or an
+        `snnx.train.AbstractLoopMeter` (told once per file), as in `snnx.fit`.
 
     **Returns:**
 
@@ -123,18 +126,24 @@ def load_nmnist(root, *, split="train", n_steps=30, saccades=(0, 1, 2), limit=No
         )
     frames, labels, totals = [], [], np.zeros(3, np.int64)
     missing, empty = [], []
-    for digit in range(10):
-        files = sorted((folder / str(digit)).glob("*.bin"))[:limit]
-        if not files:
-            missing.append(digit)
-        for f in files:
-            events = read_events(f)
-            if not events["t"].size:
-                empty.append(f.name)
-            fr, counts = bin_frames(events, n_steps=n_steps, saccades=saccades)
-            frames.append(fr)
-            labels.append(digit)
-            totals += counts
+    by_digit = [sorted((folder / str(digit)).glob("*.bin"))[:limit] for digit in range(10)]
+    meter = as_loop_meter(progress)
+    meter.loop_start(sum(map(len, by_digit)), f"N-MNIST {split}")
+    try:
+        for digit, files in enumerate(by_digit):
+            if not files:
+                missing.append(digit)
+            for f in files:
+                events = read_events(f)
+                if not events["t"].size:
+                    empty.append(f.name)
+                fr, counts = bin_frames(events, n_steps=n_steps, saccades=saccades)
+                frames.append(fr)
+                labels.append(digit)
+                totals += counts
+                meter.loop_update(1)
+    finally:
+        meter.loop_end()
     if not frames:
         raise ValueError(f"`root`: {str(folder)!r} holds no `<digit>/*.bin` files.")
     if missing:

@@ -6,14 +6,22 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, UInt8
 
+from ..train._progress import AbstractLoopMeter, as_loop_meter
 
-def pack_spikes(spikes: ArrayLike, *, axis: int = 1) -> np.ndarray:
+_PACK_CHUNK = 1024  # samples packed per call (and per progress update)
+
+
+def pack_spikes(
+    spikes: ArrayLike, *, axis: int = 1, progress: bool | AbstractLoopMeter = False
+) -> np.ndarray:
     """Pack a binary spike array along its time axis, 8 steps per byte (`np.packbits`).
 
     **Arguments:**
 
     - `spikes`: array of 0/1 (bool or numeric), e.g. shape `(N, T, *shape)`.
     - `axis`: the time axis. Default 1 (after the sample axis).
+    - `progress`: False (default) shows nothing, True a tqdm bar over the samples (axis 0,
+        packed 1024 at a time), or an `snnx.train.AbstractLoopMeter`, as in `snnx.fit`.
 
     **Returns:**
 
@@ -34,7 +42,20 @@ def pack_spikes(spikes: ArrayLike, *, axis: int = 1) -> np.ndarray:
                 f"the dense array."
             )
         arr = arr.astype(np.bool_)
-    return np.packbits(arr, axis=axis)
+    meter = as_loop_meter(progress)
+    if arr.ndim < 2 or axis % arr.ndim == 0:  # no sample axis apart from time: one call
+        return np.packbits(arr, axis=axis)
+    n = arr.shape[0]
+    out = np.empty(arr.shape[:axis % arr.ndim] + (-(-arr.shape[axis] // 8),)
+                   + arr.shape[axis % arr.ndim + 1:], np.uint8)
+    meter.loop_start(n, "packing spikes")
+    try:
+        for s in range(0, n, _PACK_CHUNK):
+            out[s:s + _PACK_CHUNK] = np.packbits(arr[s:s + _PACK_CHUNK], axis=axis)
+            meter.loop_update(min(_PACK_CHUNK, n - s))
+    finally:
+        meter.loop_end()
+    return out
 
 
 def unpack_spikes(
@@ -66,12 +87,15 @@ class PackedSpikes(eqx.Module):
 
     - `spikes`: 0/1 array of shape `(N, T, *shape)` (NumPy or JAX).
     - `device`: where to place the packed bits; default JAX's default device.
+    - `progress`: False (default), True (a tqdm bar) or an `snnx.train.AbstractLoopMeter`,
+        told as the samples are packed (`pack_spikes`).
     """
 
     bits: UInt8[Array, "n packed_t *shape"]
     length: int = eqx.field(static=True)
 
-    def __init__(self, spikes: ArrayLike | None = None, *, device=None, _bits=None, _length=None):
+    def __init__(self, spikes: ArrayLike | None = None, *, device=None,
+                 progress: bool | AbstractLoopMeter = False, _bits=None, _length=None):
         if _bits is not None:
             self.bits = jax.device_put(jnp.asarray(_bits, jnp.uint8), device)
             self.length = int(_length)
@@ -83,7 +107,7 @@ class PackedSpikes(eqx.Module):
                 f"{arr.shape}."
             )
         self.length = int(arr.shape[1])
-        self.bits = jax.device_put(pack_spikes(arr, axis=1), device)
+        self.bits = jax.device_put(pack_spikes(arr, axis=1, progress=progress), device)
 
     @classmethod
     def from_bits(cls, bits: ArrayLike, length: int, *, device=None) -> "PackedSpikes":

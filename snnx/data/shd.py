@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..train._progress import AbstractLoopMeter, as_loop_meter
 from .packing import PackedSpikes
 
 N_CHANNELS = 700
@@ -127,7 +128,8 @@ def _check_events(times, units, n_channels, where):
             )
 
 
-def bin_events(times, units, *, n_steps, t_max, n_channels=N_CHANNELS, channels=N_CHANNELS):
+def bin_events(times, units, *, n_steps, t_max, n_channels=N_CHANNELS, channels=N_CHANNELS,
+               progress: bool | AbstractLoopMeter = False):
     """Bin event lists into a binary `(N, n_steps, channels)` array.
 
     **Arguments:**
@@ -138,6 +140,8 @@ def bin_events(times, units, *, n_steps, t_max, n_channels=N_CHANNELS, channels=
     - `n_channels`: channels of the source (700 for SHD/SSC).
     - `channels`: output channels; `n_channels` must be a multiple: neighbouring source
         channels are merged (700 -> 350, 140, 100, 70, ...).
+    - `progress`: False (default) shows nothing, True a tqdm bar over the samples, or an
+        `snnx.train.AbstractLoopMeter` (told once per sample).
 
     **Returns:**
 
@@ -169,15 +173,21 @@ def bin_events(times, units, *, n_steps, t_max, n_channels=N_CHANNELS, channels=
         if u.size and u.dtype.kind not in "iu":
             raise ValueError(f"`units` of sample {i} must be integer channel ids, got {u.dtype}.")
     _check_events(times, units, n_channels, "`times`/`units`")
-    for i, (t, u) in enumerate(zip(times, units)):
-        n_events += t.size
-        early = (t >= 0) & (t < t_max)
-        n_late += int((~early).sum())
-        b = np.floor(t[early] / t_max * n_steps).astype(np.int64)
-        c = u[early] // group
-        flat = np.unique(b * channels + c)
-        n_merged += int(early.sum()) - flat.size
-        out[i].reshape(-1)[flat] = True
+    meter = as_loop_meter(progress)
+    meter.loop_start(len(times), "binning events")
+    try:
+        for i, (t, u) in enumerate(zip(times, units)):
+            n_events += t.size
+            early = (t >= 0) & (t < t_max)
+            n_late += int((~early).sum())
+            b = np.floor(t[early] / t_max * n_steps).astype(np.int64)
+            c = u[early] // group
+            flat = np.unique(b * channels + c)
+            n_merged += int(early.sum()) - flat.size
+            out[i].reshape(-1)[flat] = True
+            meter.loop_update(1)
+    finally:
+        meter.loop_end()
     return out, BinningInfo(n_events, n_late, n_merged)
 
 
@@ -237,6 +247,7 @@ def load_shd(
     cache_dir=None,
     dataset: str = "shd",
     device=None,
+    progress: bool | AbstractLoopMeter = False,
 ):
     """Load an SHD or SSC split (one official `.h5` file), binned and bit-packed on device.
 
@@ -260,6 +271,9 @@ def load_shd(
     - `dataset`: `"shd"` (20 classes) or `"ssc"` (35 classes): the range labels are checked
         against, and the source named in messages.
     - `device`: where to put the packed spikes (default: JAX's default device).
+    - `progress`: False (default) shows nothing; True a tqdm bar over the samples while
+        binning (not when the cache is read), or an `snnx.train.AbstractLoopMeter`, as in
+        `snnx.fit`.
 
     **Returns:**
 
@@ -298,7 +312,8 @@ def load_shd(
         xs = PackedSpikes.from_bits(bits, n_steps, device=device)
     else:
         times, units, labels = _read_h5(path, dataset)
-        dense, info = bin_events(times, units, n_steps=n_steps, t_max=t_max, channels=channels)
+        dense, info = bin_events(times, units, n_steps=n_steps, t_max=t_max, channels=channels,
+                                 progress=progress)
         xs = PackedSpikes(dense, device=device)
         if cache is not None:
             _write_cache(cache, np.asarray(xs.bits), labels, n_steps, info)

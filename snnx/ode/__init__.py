@@ -5,6 +5,7 @@ ODE solver; spikes are located exactly (a bracketed root finder on the solver's 
 output) and are differentiable with respect to every parameter and input.
 """
 
+from ._batch import simulate_batch as simulate_batch
 from ._layers import simulate_layers as simulate_layers
 from ._root import Chandrupatla as Chandrupatla
 from ._simulate import (

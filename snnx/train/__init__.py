@@ -21,6 +21,7 @@ from ._evaluate import evaluate as evaluate
 from ._fit import fit as fit
 from ._history import History as History
 from ._progress import (
+    AbstractLoopMeter as AbstractLoopMeter,
     AbstractProgressMeter as AbstractProgressMeter,
     NoProgressMeter as NoProgressMeter,
     TqdmProgressMeter as TqdmProgressMeter,
@@ -29,4 +30,4 @@ from ._step import StepConfig as StepConfig, make_step as make_step
 
 __all__ = ["fit", "evaluate", "make_step", "save_checkpoint", "load_checkpoint", "History",
            "StepConfig", "AbstractProgressMeter", "NoProgressMeter", "TqdmProgressMeter",
-           "choose_input", "AUTO_MAX_FRACTION"]
+           "AbstractLoopMeter", "choose_input", "AUTO_MAX_FRACTION"]

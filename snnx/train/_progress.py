@@ -1,4 +1,5 @@
-"""Progress display for `snnx.fit`: small meter objects, as diffrax's `progress_meter`."""
+"""Progress display for `snnx.fit` and for long host loops (data loaders, `snnx.ode`
+over many inputs): small meter objects, as diffrax's `progress_meter`."""
 
 import abc
 
@@ -35,8 +36,29 @@ class AbstractProgressMeter(abc.ABC):
         """Training ended (normally or stopped)."""
 
 
-class NoProgressMeter(AbstractProgressMeter):
-    """Show nothing (`fit(..., progress=False)`)."""
+class AbstractLoopMeter(abc.ABC):
+    """What a long host loop tells a progress display: a data loader reading or binning
+    many samples (`snnx.data.load_shd`, `load_nmnist`, `snnx.data.tonic`, `pack_spikes`),
+    `snnx.ode.simulate_batch` over chunks of inputs. Subclass it for your own; the built-in
+    `NoProgressMeter` and `TqdmProgressMeter` are both this and an `AbstractProgressMeter`,
+    so one object serves `fit` and the loaders.
+    """
+
+    @abc.abstractmethod
+    def loop_start(self, total: int, desc: str) -> None:
+        """A loop over `total` items (samples, files, inputs) begins; `desc` names it."""
+
+    @abc.abstractmethod
+    def loop_update(self, n: int) -> None:
+        """`n` more items are done."""
+
+    @abc.abstractmethod
+    def loop_end(self) -> None:
+        """The loop ended (normally or by an error)."""
+
+
+class NoProgressMeter(AbstractProgressMeter, AbstractLoopMeter):
+    """Show nothing (`fit(..., progress=False)`, the loaders' default)."""
 
     def start(self, epochs, first_epoch, scan_epoch):
         pass
@@ -53,10 +75,20 @@ class NoProgressMeter(AbstractProgressMeter):
     def close(self):
         pass
 
+    def loop_start(self, total, desc):
+        pass
 
-class TqdmProgressMeter(AbstractProgressMeter):
+    def loop_update(self, n):
+        pass
+
+    def loop_end(self):
+        pass
+
+
+class TqdmProgressMeter(AbstractProgressMeter, AbstractLoopMeter):
     """A tqdm bar per epoch (or one over the epochs with `scan_epoch=True`), the running
     loss and accuracy every `refresh` steps, and a line per epoch. The default of `fit`.
+    In a host loop (`progress=True` of the data loaders), one bar over its items.
 
     **Arguments:**
 
@@ -78,7 +110,7 @@ class TqdmProgressMeter(AbstractProgressMeter):
             ) from None
         self._tqdm = tqdm
         self.refresh = int(refresh)
-        self._bar = self._epochs_bar = None
+        self._bar = self._epochs_bar = self._loop_bar = None
         self._tally = []
 
     def start(self, epochs, first_epoch, scan_epoch):
@@ -120,6 +152,19 @@ class TqdmProgressMeter(AbstractProgressMeter):
                 bar.close()
         self._bar = self._epochs_bar = None
 
+    def loop_start(self, total, desc):
+        self.loop_end()
+        self._loop_bar = self._tqdm(total=total, desc=desc, leave=False)
+
+    def loop_update(self, n):
+        if self._loop_bar is not None:
+            self._loop_bar.update(n)
+
+    def loop_end(self):
+        if self._loop_bar is not None:
+            self._loop_bar.close()
+            self._loop_bar = None
+
 
 def as_progress_meter(progress) -> AbstractProgressMeter:
     """`fit`'s `progress` argument as a meter: True -> `TqdmProgressMeter()`, False ->
@@ -133,4 +178,24 @@ def as_progress_meter(progress) -> AbstractProgressMeter:
     raise TypeError(
         f"`progress` must be True, False or an `snnx.train.AbstractProgressMeter`, got "
         f"{progress!r}."
+    )
+
+
+def as_loop_meter(progress) -> AbstractLoopMeter:
+    """A loop's `progress` argument as a meter, as in `fit`: True -> `TqdmProgressMeter()`,
+    False or None -> `NoProgressMeter()`, an `AbstractLoopMeter` as it is.
+
+    **Raises:**
+
+    `TypeError` for anything else (naming `progress`); `ImportError` for True without tqdm.
+    """
+    if isinstance(progress, AbstractLoopMeter):
+        return progress
+    if progress is True:
+        return TqdmProgressMeter()
+    if progress is False or progress is None:
+        return NoProgressMeter()
+    raise TypeError(
+        f"`progress` must be True, False or an `snnx.train.AbstractLoopMeter` (such as "
+        f"`snnx.train.TqdmProgressMeter()`), got {progress!r}."
     )
