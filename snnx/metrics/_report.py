@@ -73,22 +73,20 @@ class Report:
         return out
 
 
-def _batch_program(model, run_kwargs, predict):
-    @eqx.filter_jit
-    def batch(model, xs, ys, idx):
-        from ..train._data import gather
+@eqx.filter_jit
+def _batch(model, xs, ys, idx, predict, run_kwargs):
+    """One compiled batch: run with records, count, predict (compiled once per model
+    structure, `predict` and `run_kwargs`, which are static)."""
+    from ..train._data import gather
 
-        xb = gather(xs, idx)
-        if isinstance(xb, SpikeEvents):
-            xb = xb.to_dense()
-        outs, _, recs = jax.vmap(lambda x: run(model, x, record=True, **run_kwargs))(xb)
-        counts = jax.vmap(lambda x, r: sample_counts(model, x, r))(xb, recs)
-        correct = None
-        if predict is not None:
-            correct = predict(outs) == ys[idx]
-        return counts, correct
-
-    return batch
+    xb = gather(xs, idx)
+    if isinstance(xb, SpikeEvents):
+        xb = xb.to_dense()
+    kwargs = dict(run_kwargs)
+    outs, _, recs = jax.vmap(lambda x: run(model, x, record=True, **kwargs))(xb)
+    counts = jax.vmap(lambda x, r: sample_counts(model, x, r))(xb, recs)
+    correct = None if predict is None else predict(outs) == ys[idx]
+    return counts, correct
 
 
 def report(
@@ -156,12 +154,13 @@ def report(
                         f"{ys.dtype}; pass `predict=None` to skip it.")
     costs, uncounted = neuron_costs(model, neuron_ops)
     warn_uncounted(model, uncounted, stacklevel=2)
-    batch = _batch_program(model, run_kwargs, predict)
+    static_kwargs = tuple(sorted(run_kwargs.items()))
     nb = -(-n // batch_size)
     idx = (np.arange(nb * batch_size) % n).reshape(nb, batch_size)
     parts, correct = [], []
     for b in range(nb):
-        counts, ok = jax.device_get(batch(model, xs, ys, jnp.asarray(idx[b])))
+        counts, ok = jax.device_get(
+            _batch(model, xs, ys, jnp.asarray(idx[b]), predict, static_kwargs))
         parts.append({i: {k: np.asarray(v, np.int64).sum(axis=1) for k, v in c.items()}
                       for i, c in counts.items()})
         if ok is not None:
