@@ -1,33 +1,5 @@
-r"""Initialisation for sufficient spiking: fluctuation-driven weights and sparse connectivity.
-
-Deep spiking networks fall silent with the initialisations of rate networks: a LeCun-scaled
-layer drives the membrane far below threshold, so the next layer gets no spikes at all.
-Fluctuation-driven initialisation (Rossbroich, Gygax & Zenke 2022, "Fluctuation-driven
-initialization for spiking neural network training") draws the weights so that the
-membrane's mean and fluctuations put each neuron a chosen number $\xi$ of standard
-deviations below threshold. For $n$ inputs firing as Poisson processes of rate $\nu$
-through weights of mean $\mu_w$ and standard deviation $\sigma_w$ (Campbell's theorem):
-
-$$ \mu_U = n \mu_w \nu \bar\epsilon, \qquad
-   \sigma_U^2 = n (\sigma_w^2 + \mu_w^2) \nu \hat\epsilon, \qquad
-   \vartheta - v_\text{leak} = \mu_U + \xi \sigma_U $$
-
-with the integrals of the neuron's post-synaptic potential kernel $\epsilon(t)$ (its
-membrane response to one input spike) $\bar\epsilon = \int \epsilon$,
-$\hat\epsilon = \int \epsilon^2$ (`psp_integrals`, for snnx's discrete step). $\sigma_U$ is
-each neuron's fluctuation over time; the neuron-to-neuron spread of the mean that fixed
-random weights add is not part of it (as in the paper).
-
-A recurrent layer splits the budget: a share `alpha` of $\mu_U$ and $\sigma_U^2$ comes from
-the feed-forward input, $1 - \alpha$ from the recurrent weights (the paper's $\alpha$).
-Sparse connectivity where each connection exists with probability $p$ (GeNN's
-`FixedProbability`) keeps the same drive by drawing for the mean fan-in $p n$.
-
-```python
-model = snnx.init.fluctuation_driven(model, key, rate=0.02, xi=2.0)
-mu_w, sigma_w = snnx.init.fluctuation_moments(snnx.LIF(tau=10.0), fan_in=100, rate=0.02)
-```
-"""
+"""Fluctuation-driven weights for a whole `snnx.Sequential`, and fixed-probability
+sparse connectivity that keeps the drive."""
 
 import math
 
@@ -37,179 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from ._checks import check_key
-from .engine import run
-from .layers.recurrent import Recurrent
-from .layers.sequential import Sequential
-from .layers.sparse import SparseLinear
-from .neurons._abstract import AbstractNeuron
-from .neurons._dynamics import decay_and_gain
-from .neurons.cuba import CuBaLIF, CuBaState, _cuba_step
-from .neurons.lif import LIF
-
-__all__ = [
-    "psp_integrals",
-    "weight_moments",
-    "fluctuation_moments",
-    "fluctuation_driven",
-    "fixed_probability",
-]
+from .._checks import check_key
+from ..engine import run
+from ..layers.recurrent import Recurrent
+from ..layers.sequential import Sequential
+from ..layers.sparse import SparseLinear
+from ..neurons._abstract import AbstractNeuron
+from ._moments import SUPPORTED, fluctuation_moments, positive
 
 _CONNECTIONS = (eqx.nn.Linear, eqx.nn.Conv, SparseLinear)
-_SUPPORTED = (LIF, CuBaLIF)
-
-
-def _positive(name: str, value, *, upper: float | None = None) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a positive number, got {value!r}.") from None
-    if not (math.isfinite(value) and value > 0) or (upper is not None and value > upper):
-        limit = f" and at most {upper}" if upper is not None else ""
-        raise ValueError(f"`{name}` must be finite, > 0{limit}; got {value!r}.")
-    return value
-
-
-def psp_integrals(neuron) -> tuple[np.ndarray, np.ndarray]:
-    r"""The PSP kernel integrals $\bar\epsilon = \int\epsilon$, $\hat\epsilon = \int\epsilon^2$
-    of a neuron's discrete step.
-
-    $\epsilon$ is the membrane response (above rest, no threshold) to an input of 1 during
-    one step; the integrals are sums over steps times `dt`, so they have time units and
-    $\mu_U = n\mu_w\nu\bar\epsilon$ holds with $\nu$ in spikes per unit time. For `snnx.LIF`
-    ($\epsilon_t = g r \beta^t$, $g$ the input gain of the step):
-    $\bar\epsilon = dt\, g r/(1-\beta)$ ($= dt\, r$ for the exact step),
-    $\hat\epsilon = dt\, (g r)^2/(1-\beta^2)$. For `snnx.CuBaLIF` the kernel is the
-    difference of exponentials of the synapse and membrane, summed numerically over
-    $40 \max(\tau)$.
-
-    **Arguments:**
-
-    - `neuron`: an `snnx.LIF` or `snnx.CuBaLIF`.
-
-    **Returns:**
-
-    `(eps_bar, eps_hat)`, float64 NumPy arrays of the neurons' parameter shape (scalars for
-    scalar parameters).
-
-    **Raises:**
-
-    `TypeError` for another neuron (give its integrals to `weight_moments` instead).
-    """
-    if isinstance(neuron, LIF):
-        tau = np.asarray(neuron.tau, np.float64)
-        decay, gain = (np.asarray(a, np.float64)
-                       for a in decay_and_gain(tau, neuron.dt, neuron.method))
-        k0 = gain * np.asarray(neuron.r, np.float64)
-        return neuron.dt * k0 / (1 - decay), neuron.dt * k0**2 / (1 - decay**2)
-    if isinstance(neuron, CuBaLIF):
-        taus = np.maximum(np.asarray(neuron.tau_syn), np.asarray(neuron.tau_mem))
-        steps = int(min(math.ceil(40 * float(np.max(taus)) / neuron.dt), 1_000_000))
-        return _cuba_integrals(neuron, steps)
-    raise TypeError(
-        f"`neuron` must be an `snnx.LIF` or `snnx.CuBaLIF` to derive its PSP kernel, got "
-        f"{type(neuron).__name__}; compute its `(eps_bar, eps_hat)` and call "
-        f"`snnx.init.weight_moments`."
-    )
-
-
-def _cuba_integrals(neuron, steps):
-    shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in jax.tree.leaves(neuron)
-                                   if eqx.is_array(a)))
-    v_leak = jnp.broadcast_to(neuron._get("v_leak"), shape)
-
-    @jax.jit
-    def sums(neuron):
-        s0 = _cuba_step(neuron, jnp.ones(shape), CuBaState(jnp.zeros(shape), v_leak))
-
-        def body(carry, _):
-            s, k1, k2 = carry
-            u = s.v - v_leak
-            return (_cuba_step(neuron, jnp.zeros(shape), s), k1 + u, k2 + u * u), None
-
-        zero = jnp.zeros(shape, v_leak.dtype)
-        return jax.lax.scan(body, (s0, zero, zero), None, length=steps)[0][1:]
-
-    k1, k2 = sums(neuron)
-    return neuron.dt * np.asarray(k1, np.float64), neuron.dt * np.asarray(k2, np.float64)
-
-
-def weight_moments(fan_in, rate, eps_bar, eps_hat, *, sigma_u, mu_u=0.0):
-    r"""Weight mean and standard deviation that give membrane moments `mu_u`, `sigma_u`.
-
-    Solves $\mu_U = n\mu_w\nu\bar\epsilon$ and $\sigma_U^2 = n(\sigma_w^2+\mu_w^2)\nu\hat\epsilon$.
-
-    **Arguments:**
-
-    - `fan_in`: the (mean) number of inputs $n$ per neuron, > 0.
-    - `rate`: the inputs' expected firing rate $\nu$, spikes per unit time (of `dt`).
-    - `eps_bar`, `eps_hat`: the PSP kernel integrals (`psp_integrals`), > 0.
-    - `sigma_u`: the membrane's target fluctuation (standard deviation over time), > 0.
-    - `mu_u`: the membrane's target mean above rest. Default 0 (centred weights).
-
-    **Returns:**
-
-    `(mu_w, sigma_w)`, float64 NumPy arrays (broadcast of the arguments).
-
-    **Raises:**
-
-    `ValueError` for non-positive arguments, or a mean so large that no real $\sigma_w$ fits.
-    """
-    n = _positive("fan_in", fan_in)
-    nu = _positive("rate", rate)
-    eps_bar, eps_hat = np.asarray(eps_bar, np.float64), np.asarray(eps_hat, np.float64)
-    sigma_u, mu_u = np.asarray(sigma_u, np.float64), np.asarray(mu_u, np.float64)
-    for name, a in (("eps_bar", eps_bar), ("eps_hat", eps_hat), ("sigma_u", sigma_u)):
-        if not np.all(np.isfinite(a) & (a > 0)):
-            raise ValueError(f"`{name}` must be finite and > 0, got {a}.")
-    if not np.all(np.isfinite(mu_u)):
-        raise ValueError(f"`mu_u` must be finite, got {mu_u}.")
-    mu_w = mu_u / (n * nu * eps_bar)
-    var_w = sigma_u**2 / (n * nu * eps_hat) - mu_w**2
-    if np.any(var_w < 0):
-        raise ValueError(
-            f"`mu_u`={mu_u} is too large for `sigma_u`={sigma_u}: the mean alone would give "
-            f"more fluctuation than the target; lower `mu_u` or raise `sigma_u` (or `xi`)."
-        )
-    return mu_w, np.sqrt(var_w)
-
-
-def fluctuation_moments(neuron, fan_in, rate, *, xi: float = 2.0, mu_u=0.0, alpha=1.0):
-    r"""Weight mean and standard deviation putting `neuron` `xi` standard deviations below
-    threshold.
-
-    With $\vartheta$ the threshold above rest, $\sigma_U = (\vartheta - \mu_U)/\xi$ and the
-    connection carries the share `alpha` of the membrane's mean and variance
-    ($\alpha\mu_U$, $\alpha\sigma_U^2$; 1 for a feed-forward layer, the paper's $\alpha$ for
-    the feed-forward and $1-\alpha$ for the recurrent weights of a recurrent layer).
-
-    **Arguments:**
-
-    - `neuron`: an `snnx.LIF` or `snnx.CuBaLIF` (time constants, gain, threshold).
-    - `fan_in`: inputs per neuron (the mean fan-in for sparse connectivity).
-    - `rate`: the inputs' expected rate, spikes per unit time.
-    - `xi`: standard deviations below threshold, > 0. Default 2.
-    - `mu_u`: the membrane's mean above rest, below threshold. Default 0 (centred).
-    - `alpha`: this connection's share of mean and variance, in (0, 1]. Default 1.
-
-    **Returns:**
-
-    `(mu_w, sigma_w)` as for `weight_moments`.
-
-    **Raises:**
-
-    `TypeError` for an unsupported neuron; `ValueError` for bad numbers.
-    """
-    xi = _positive("xi", xi)
-    alpha = _positive("alpha", alpha, upper=1.0)
-    eps_bar, eps_hat = psp_integrals(neuron)
-    theta = np.asarray(neuron.v_threshold, np.float64) - np.asarray(neuron.v_leak, np.float64)
-    mu_u = np.asarray(mu_u, np.float64)
-    if np.any(mu_u >= theta):
-        raise ValueError(f"`mu_u`={mu_u} must lie below the threshold ({theta} above rest).")
-    sigma_u = (theta - mu_u) / xi
-    return weight_moments(fan_in, rate, eps_bar, eps_hat, sigma_u=np.sqrt(alpha) * sigma_u,
-                          mu_u=alpha * mu_u)
 
 
 def _fan_in(weight) -> int:
@@ -264,7 +72,7 @@ def _targets(model):
             pending = i
         elif isinstance(layer, (AbstractNeuron, Recurrent)):
             neuron = layer.neuron if isinstance(layer, Recurrent) else layer
-            if isinstance(neuron, _SUPPORTED):
+            if isinstance(neuron, SUPPORTED):
                 pairs.append((pending, i))
             pending = None
     return pairs
@@ -320,7 +128,7 @@ def fluctuation_driven(
     a neuron after it, an unsupported neuron, a bad number.
     """
     check_key(key)
-    p = _positive("p", p, upper=1.0)
+    p = positive("p", p, upper=1.0)
     pairs = _targets(model)
     n_conn = sum(c is not None for c, _ in pairs)
     if (rate is None) == (xs is None):
@@ -348,7 +156,7 @@ def fluctuation_driven(
         neuron = target.neuron if recurrent else target
         share = 1.0
         if recurrent and ci is not None:
-            share = _positive("alpha", alpha, upper=1.0)
+            share = positive("alpha", alpha, upper=1.0)
             if share == 1.0:
                 raise ValueError("`alpha` must be < 1 for a recurrent layer (1 leaves the "
                                  "recurrent weights no share).")
@@ -422,7 +230,7 @@ def fixed_probability(layer, key: PRNGKeyArray, p: float):
         raise TypeError(f"`layer` must be an `eqx.nn.Linear`, `eqx.nn.Conv` or "
                         f"`snnx.SparseLinear`, got {type(layer).__name__}.")
     check_key(key)
-    p = _positive("p", p, upper=1.0)
+    p = positive("p", p, upper=1.0)
     w = np.asarray(layer.weight, np.float64)
     mu, var = float(w.mean()), float(w.var())
     # E_mask[sum w'] = n mu and E_mask[sum w'^2] = n (mu^2 + var)
