@@ -230,6 +230,19 @@ def main():
         lines += ["", f"whole run: snnx {r['snnx_median_s']:.3f} s (first call with compile "
                       f"{r['snnx_first_s']:.2f} s), NeuroBench {r['neurobench_median_s']:.3f} s "
                       f"-> NeuroBench / snnx = {ratio:.1f}x", ""]
+    lines += [
+        "## Notes", "",
+        "- Every workload metric and the connection sparsity agree exactly. Footprint agrees "
+        "for `Leaky` and `RLeaky` (snnx's five float32 LIF constants happen to take the bytes "
+        "of snnTorch's four buffers, one of them int64); `CuBaLIF` stores seven constants "
+        "(28 B) where `Synaptic` has five buffers (24 B), hence 4 bytes more.",
+        "- NeuroBench's `NeuronOperations` has costs for `Leaky`, `Synaptic`, `Lapicque`, "
+        "`Alpha` only: on `RLeaky` it raises `KeyError` internally and reports 0.0; snnx "
+        "counts `Recurrent(LIF)` at the `Leaky` cost.",
+        "- AC vs MAC is decided per batch and step by NeuroBench and per sample and step by "
+        "snnx; identical here (each config's inputs are all spikes or all real).",
+        "- Times: `snnx` = a warm `report` call (the first call compiles, given separately); "
+        "NeuroBench = `Benchmark.run` inside its own process, torch CPU.", ""]
     (RESULTS / "results.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
