@@ -1,4 +1,4 @@
-"""Spike queues for per-synapse delays: where a `DelayedLinear` keeps spikes in flight.
+r"""Spike queues for per-synapse delays: where a `DelayedLinear` keeps spikes in flight.
 
 Every queue computes the same delayed projection,
 
@@ -138,10 +138,11 @@ class RingBuffer(AbstractQueue):
 
     def step(self, layer, x, state):
         size = layer.max_delay + 1
-        buffer = state.buffer
+        contrib = layer.weight * x[None, :]
+        buffer = state.buffer.astype(jnp.result_type(state.buffer, contrib))
         slots = (state.position + layer.delay) % size
         rows = jnp.broadcast_to(jnp.arange(layer.out_features)[:, None], layer.delay.shape)
-        buffer = buffer.at[slots, rows].add((layer.weight * x[None, :]).astype(buffer.dtype))
+        buffer = buffer.at[slots, rows].add(contrib.astype(buffer.dtype))
         y = buffer[state.position]
         buffer = buffer.at[state.position].set(0)
         return y, RingState(buffer, (state.position + 1) % size, state.dropped)
@@ -150,7 +151,7 @@ class RingBuffer(AbstractQueue):
         if context.record:
             return context.scan(layer, xs, state, keys)
         size, M, T = layer.max_delay + 1, layer.max_delay, xs.shape[0]
-        dtype = state.buffer.dtype
+        dtype = jnp.result_type(state.buffer, layer.weight, xs)
         # Everything that arrives at steps 0 .. T+M-1 from these inputs, then what was
         # already in flight (slot `j` ahead arrives at step `j`).
         y_ext = delayed_sum(layer.weight, layer.delay, xs.astype(dtype), T + M, M)
@@ -158,7 +159,7 @@ class RingBuffer(AbstractQueue):
         y_ext = y_ext.at[:size].add(pending.astype(y_ext.dtype))
         ys = y_ext[:T]
         slots = (state.position + T + jnp.arange(M)) % size
-        buffer = jnp.zeros_like(state.buffer).at[slots].set(y_ext[T:].astype(dtype))
+        buffer = jnp.zeros(state.buffer.shape, dtype).at[slots].set(y_ext[T:].astype(dtype))
         position = ((state.position + T) % size).astype(state.position.dtype)
         return ys, RingState(buffer, position, state.dropped), None
 
@@ -241,7 +242,8 @@ class FIFO(AbstractQueue):
         src = jnp.arange(layer.in_features, dtype=jnp.int32)
         emitted = state.emitted.at[where].set(t, mode="drop")
         source = state.source.at[where].set(src, mode="drop")
-        value = state.value.at[where].set(x.astype(state.value.dtype), mode="drop")
+        dtype = jnp.result_type(state.value, layer.weight, x)
+        value = state.value.astype(dtype).at[where].set(x.astype(dtype), mode="drop")
         length = length + admitted
 
         offset = (slot - head) % C
@@ -294,10 +296,11 @@ class SortedQueue(AbstractQueue):
         arrival = jnp.where(active, t + layer.delay.reshape(-1), _NEVER).astype(jnp.int32)
         target = jnp.broadcast_to(jnp.arange(layer.out_features, dtype=jnp.int32)[:, None],
                                   layer.delay.shape).reshape(-1)
-        value = (layer.weight * x[None, :]).reshape(-1).astype(state.value.dtype)
+        value = (layer.weight * x[None, :]).reshape(-1)
+        value = value.astype(jnp.result_type(value, state.value))
         all_arrival = jnp.concatenate([state.arrival, arrival])
         all_target = jnp.concatenate([state.target, target])
-        all_value = jnp.concatenate([state.value, value])
+        all_value = jnp.concatenate([state.value.astype(value.dtype), value])
         all_emitted = jnp.concatenate([state.emitted, jnp.full(arrival.shape, t, jnp.int32)])
         empty = all_arrival == _NEVER
         # Stable sort: occupied first, by emission (oldest or newest first), then as queued.

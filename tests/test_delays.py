@@ -1,0 +1,225 @@
+"""Per-synapse delays (`DelayedLinear` on every queue) against a naive dense convolution."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import snnx
+from snnx.layers import (
+    FIFO,
+    DelayedLinear,
+    DropNewest,
+    DropOldest,
+    RingBuffer,
+    SortedQueue,
+    check_dropped,
+)
+
+QUEUES = [RingBuffer(), FIFO(), SortedQueue()]
+QUEUE_IDS = ["ring", "fifo", "sorted"]
+
+
+def naive(W, D, xs):
+    """y[t, o] = sum_i W[o, i] x[t - D[o, i], i], by loops (zero before step 0)."""
+    W, D, xs = np.asarray(W, np.float64), np.asarray(D), np.asarray(xs, np.float64)
+    T, (m, n) = xs.shape[0], W.shape
+    y = np.zeros((T, m))
+    for t in range(T):
+        for o in range(m):
+            for i in range(n):
+                if t - D[o, i] >= 0:
+                    y[t, o] += W[o, i] * xs[t - D[o, i], i]
+    return y
+
+
+def _problem(key, dtype, n=5, m=3, M=4, T=13, p=0.4):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    W = jax.random.normal(k1, (m, n), dtype)
+    D = np.array(jax.random.randint(k2, (m, n), 0, M + 1))
+    D[0, 0], D[-1, -1] = 0, M  # both ends of the range
+    spikes = jax.random.bernoulli(k3, p, (T, n))
+    xs = jnp.where(spikes, jax.random.normal(k4, (T, n), dtype), 0).astype(dtype)  # graded
+    return W, D, xs, M
+
+
+@pytest.mark.parametrize("queue", QUEUES, ids=QUEUE_IDS)
+def test_every_queue_equals_dense_convolution_in_both_modes(queue, dtype, getkey):
+    W, D, xs, M = _problem(getkey(), dtype)
+    layer = DelayedLinear(5, 3, M, delay=D, weight=W, queue=queue)
+    ref = naive(W, D, xs)
+    tol = 1e-5 if dtype == jnp.float32 else 1e-12
+    run = eqx.filter_jit(snnx.run)
+    for mode in ("layer", "step"):
+        ys, state = run(layer, xs, mode=mode)
+        assert ys.dtype == dtype
+        np.testing.assert_allclose(np.asarray(ys), ref, rtol=tol, atol=tol)
+        assert int(state.dropped) == 0
+    if not isinstance(queue, RingBuffer):
+        return  # the event queues' all-steps form is their scanned step
+    # The state hands over exactly: a run split in two, switching modes, equals one run.
+    a, s = run(layer, xs[:6], mode="step")
+    b, _ = run(layer, xs[6:], s, mode="layer")
+    np.testing.assert_allclose(np.asarray(jnp.concatenate([a, b])), ref, rtol=tol, atol=tol)
+    a, s = run(layer, xs[:2], mode="layer")   # shorter than the delay range
+    b, _ = run(layer, xs[2:], s, mode="step")
+    np.testing.assert_allclose(np.asarray(jnp.concatenate([a, b])), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("queue", QUEUES, ids=QUEUE_IDS)
+def test_weight_gradients_match_finite_differences(queue, dtype, getkey):
+    W, D, xs, M = _problem(getkey(), dtype, T=9)
+    c = jax.random.normal(getkey(), (9, 3), dtype)
+
+    def loss(w, mode):
+        layer = DelayedLinear(5, 3, M, delay=D, weight=w, queue=queue)
+        return jnp.sum(jnp.sin(snnx.run(layer, xs, mode=mode)[0]) * c)
+
+    eps = 1e-3 if dtype == jnp.float32 else 1e-6
+    idx = [(0, 0), (1, 2), (2, 4)]
+    es = jnp.stack([jnp.zeros_like(W).at[o, i].set(eps) for o, i in idx])
+
+    @jax.jit
+    def grads_and_differences(w):  # one compilation for both modes
+        out = []
+        for mode in ("layer", "step"):
+            f = jax.vmap(lambda v: loss(v, mode))
+            out.append((jax.grad(loss)(w, mode),
+                        (f(w[None] + es) - f(w[None] - es)) / (2 * eps)))
+        return out
+
+    tol = 2e-2 if dtype == jnp.float32 else 1e-6
+    for g, fds in grads_and_differences(W):
+        assert g.dtype == dtype
+        for (o, i), fd in zip(idx, fds):
+            np.testing.assert_allclose(float(g[o, i]), float(fd), rtol=tol, atol=tol)
+
+
+def test_in_sequential_with_lif_jit_vmap_layer_equals_step(getkey):
+    D = jax.random.randint(getkey(), (6, 4), 0, 6)
+    model = snnx.Sequential([
+        DelayedLinear(4, 6, 5, delay=D, weight=2.0 * jax.random.normal(getkey(), (6, 4))),
+        snnx.LIF(tau=3.0, r=3.0),
+    ])
+    xb = jax.random.bernoulli(getkey(), 0.5, (2, 15, 4)).astype(jnp.float32)
+    run = eqx.filter_jit(jax.vmap(lambda x, mode: snnx.run(model, x, mode=mode)[0],
+                                  in_axes=(0, None)), )
+    a = run(xb, "layer")
+    b = run(xb, "step")
+    assert 0.02 < float(a.mean()) < 0.8
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _naive_fifo(W, D, xs, capacity, drop_oldest):
+    """A Python FIFO of (emitted, source, value) with the same policy: outputs and drops."""
+    M = int(np.max(D)) if D.size else 0
+    queue, dropped, ys = [], 0, []
+    for t, x in enumerate(np.asarray(xs, np.float64)):
+        queue = [e for e in queue if e[0] >= t - M]
+        new = [(t, i, x[i]) for i in np.flatnonzero(x)]
+        if drop_oldest:
+            if len(new) > capacity:
+                dropped += len(new) - capacity
+                new = new[len(new) - capacity:]
+            over = max(len(queue) + len(new) - capacity, 0)
+            dropped += over
+            queue = queue[over:] + new
+        else:
+            free = capacity - len(queue)
+            dropped += max(len(new) - free, 0)
+            queue = queue + new[:free]
+        y = np.zeros(W.shape[0])
+        for (s, i, v) in queue:
+            y += np.where(D[:, i] == t - s, np.asarray(W)[:, i] * v, 0.0)
+        ys.append(y)
+    return np.stack(ys), dropped
+
+
+@pytest.mark.parametrize("policy", [DropNewest(), DropOldest()], ids=["newest", "oldest"])
+def test_fifo_overflow_drops_by_policy_and_counts(policy, getkey):
+    W, D, xs, M = _problem(getkey(), jnp.float64 if jax.config.jax_enable_x64 else jnp.float32,
+                           p=0.6)
+    layer = DelayedLinear(5, 3, M, delay=D, weight=W, queue=FIFO(4, policy=policy))
+    ref, n_dropped = _naive_fifo(np.asarray(W), D, xs, 4, isinstance(policy, DropOldest))
+    assert n_dropped > 0
+    for mode in ("layer", "step"):
+        ys, state = snnx.run(layer, xs, mode=mode)
+        np.testing.assert_allclose(np.asarray(ys), ref, rtol=1e-5, atol=1e-5)
+        assert int(state.dropped) == n_dropped
+        with pytest.warns(UserWarning, match=f"dropped {n_dropped} events"):
+            assert check_dropped(state) == n_dropped
+
+
+def _naive_sorted(W, D, xs, capacity, drop_oldest):
+    """A Python list of synapse events (arrival, target, value), kept by emission order."""
+    W, queue, dropped, ys = np.asarray(W, np.float64), [], 0, []
+    m, n = W.shape
+    for t, x in enumerate(np.asarray(xs, np.float64)):
+        new = [(t + D[o, i], o, W[o, i] * x[i]) for o in range(m) for i in range(n) if x[i]]
+        queue = new + queue if drop_oldest else queue + new
+        dropped += max(len(queue) - capacity, 0)
+        queue = queue[:capacity]
+        y = np.zeros(m)
+        for (a, o, v) in queue:
+            if a == t:
+                y[o] += v
+        queue = [e for e in queue if e[0] != t]
+        ys.append(y)
+    return np.stack(ys), dropped
+
+
+@pytest.mark.parametrize("policy", [DropNewest(), DropOldest()], ids=["newest", "oldest"])
+def test_sorted_queue_overflow_drops_by_policy_and_counts(policy, getkey):
+    W, D, xs, M = _problem(getkey(), jnp.float32, p=0.6)
+    layer = DelayedLinear(5, 3, M, delay=D, weight=W, queue=SortedQueue(12, policy=policy))
+    ref, n_dropped = _naive_sorted(W, D, xs, 12, isinstance(policy, DropOldest))
+    assert n_dropped > 0
+    for mode in ("layer", "step"):
+        ys, state = snnx.run(layer, xs, mode=mode)
+        np.testing.assert_allclose(np.asarray(ys), ref, rtol=1e-5, atol=1e-5)
+        assert int(state.dropped) == n_dropped
+    with pytest.warns(UserWarning, match="raise the queue's `capacity`"):
+        check_dropped({"layer": state}, what="layer state")
+
+
+def test_no_drops_no_warning_and_default_queue(getkey):
+    layer = DelayedLinear(3, 2, 2, key=getkey())
+    assert isinstance(layer.queue, snnx.layers.AbstractQueue)
+    _, state = snnx.run(layer, jnp.ones((4, 3)))
+    assert check_dropped(state) == 0  # no warning (warnings are errors here)
+    assert np.asarray(layer.delay).min() >= 0 and np.asarray(layer.delay).max() <= 2
+    assert layer.delay.dtype == jnp.int32
+    # Integer delays are not trained: an optimiser sees the weights only.
+    leaves = jax.tree.leaves(eqx.filter(layer, snnx.trainable_spec(layer)))
+    assert [leaf.shape for leaf in leaves] == [(2, 3)]
+
+
+def test_bad_inputs_are_named(getkey):
+    key = getkey()
+    with pytest.raises(ValueError, match=r"`delay` must lie in \[0, max_delay=3\]"):
+        DelayedLinear(2, 2, 3, delay=jnp.array([[0, 4], [1, 1]]), key=key)
+    with pytest.raises(ValueError, match=r"`delay` must lie in \[0, max_delay=3\]"):
+        DelayedLinear(2, 2, 3, delay=-jnp.ones((2, 2), int), key=key)
+    with pytest.raises(ValueError, match="`delay` must have shape"):
+        DelayedLinear(2, 2, 3, delay=jnp.zeros((3, 2), int), key=key)
+    with pytest.raises(ValueError, match="`delay` must hold whole steps"):
+        DelayedLinear(2, 2, 3, delay=jnp.full((2, 2), 1.5), key=key)
+    with pytest.raises(ValueError, match="`weight` must have shape"):
+        DelayedLinear(2, 2, 3, weight=jnp.zeros((2, 3)), key=key)
+    with pytest.raises(ValueError, match="`max_delay` must be an int >= 0"):
+        DelayedLinear(2, 2, -1, key=key)
+    with pytest.raises(ValueError, match="`in_features` must be an int >= 1"):
+        DelayedLinear(0, 2, 3, key=key)
+    with pytest.raises(ValueError, match="`key` is needed"):
+        DelayedLinear(2, 2, 3)
+    with pytest.raises(TypeError, match="`queue` must be an `snnx.layers.AbstractQueue`"):
+        DelayedLinear(2, 2, 3, queue="ring", key=key)
+    with pytest.raises(ValueError, match="`capacity` must be an int >= 1"):
+        FIFO(0)
+    with pytest.raises(ValueError, match="`capacity` must be an int >= 1"):
+        SortedQueue(2.5)
+    with pytest.raises(TypeError, match="`policy` must be"):
+        FIFO(3, policy="drop")
+    with pytest.raises(ValueError, match=r"input `shape` must be \(in_features,\)"):
+        DelayedLinear(2, 2, 3, key=key).init_state((3,))
