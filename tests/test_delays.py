@@ -223,3 +223,103 @@ def test_bad_inputs_are_named(getkey):
         FIFO(3, policy="drop")
     with pytest.raises(ValueError, match=r"input `shape` must be \(in_features,\)"):
         DelayedLinear(2, 2, 3, key=key).init_state((3,))
+
+
+# --- learnable delays (DCLS) ---------------------------------------------------------------
+
+
+def _gaussian_kernel(W, P, sigma, M):
+    """The normalised Gaussian over bins 0..M times the weight, in numpy (float64)."""
+    d = np.arange(M + 1)[:, None, None]
+    g = np.exp(-((d - np.asarray(P, np.float64)[None]) ** 2) / (2 * sigma**2))
+    return g / g.sum(axis=0, keepdims=True) * np.asarray(W, np.float64)[None]
+
+
+def test_dcls_equals_dense_gaussian_convolution_in_both_modes(dtype, getkey):
+    M, T = 4, 11
+    W = jax.random.normal(getkey(), (3, 5), dtype)
+    P = jax.random.uniform(getkey(), (3, 5), dtype, maxval=M)
+    xs = jax.random.normal(getkey(), (T, 5), dtype)
+    layer = snnx.layers.DCLSLinear(5, 3, M, sigma=1.3, centre=P, weight=W)
+    K = _gaussian_kernel(W, P, 1.3, M)
+    x = np.asarray(xs, np.float64)
+    ref = np.stack([sum(K[d] @ x[t - d] for d in range(M + 1) if t >= d) for t in range(T)])
+    tol = 1e-5 if dtype == jnp.float32 else 1e-12
+    run = eqx.filter_jit(snnx.run)
+    for mode in ("layer", "step"):
+        ys, _ = run(layer, xs, mode=mode)
+        assert ys.dtype == dtype
+        np.testing.assert_allclose(np.asarray(ys), ref, rtol=tol, atol=tol)
+    a, s = run(layer, xs[:3], mode="layer")
+    b, _ = run(layer, xs[3:], s, mode="step")
+    np.testing.assert_allclose(np.asarray(jnp.concatenate([a, b])), ref, rtol=tol, atol=tol)
+
+
+def test_dcls_centre_gradients_match_finite_differences(dtype, getkey):
+    M, T = 5, 10
+    W = jax.random.normal(getkey(), (2, 3), dtype)
+    P = jax.random.uniform(getkey(), (2, 3), dtype, minval=0.5, maxval=M - 0.5)
+    xs = jax.random.bernoulli(getkey(), 0.5, (T, 3)).astype(dtype)
+    c = jax.random.normal(getkey(), (T, 2), dtype)
+
+    def loss(p, mode):
+        layer = snnx.layers.DCLSLinear(3, 2, M, sigma=1.0, centre=p, weight=W)
+        return jnp.sum(jnp.tanh(snnx.run(layer, xs, mode=mode)[0]) * c)
+
+    eps = 1e-2 if dtype == jnp.float32 else 1e-6
+    idx = [(0, 0), (1, 1), (1, 2)]
+    es = jnp.stack([jnp.zeros_like(P).at[o, i].set(eps) for o, i in idx])
+
+    @jax.jit
+    def grads_and_differences(p):
+        out = []
+        for mode in ("layer", "step"):
+            f = jax.vmap(lambda v: loss(v, mode))
+            out.append((jax.grad(loss)(p, mode), (f(p[None] + es) - f(p[None] - es)) / (2 * eps)))
+        return out
+
+    tol = 1e-2 if dtype == jnp.float32 else 1e-7
+    for g, fds in grads_and_differences(P):
+        assert g.dtype == dtype and float(jnp.abs(g).max()) > 1e-3
+        for (o, i), fd in zip(idx, fds):
+            np.testing.assert_allclose(float(g[o, i]), float(fd), rtol=tol, atol=tol)
+
+
+def test_dcls_round_schedule_and_sigma_not_trained(getkey):
+    M = 6
+    layer = snnx.layers.DCLSLinear(4, 3, M, sigma=4.0, key=getkey())
+    assert set(np.unique(np.asarray(layer.centre) // 1)) <= set(range(M))
+    # The width narrows on the schedule; `set_sigma` reaches layers inside containers.
+    schedule = snnx.layers.SigmaSchedule(start=4.0, end=0.5, epochs=7)
+    assert [schedule(e) for e in (0, 7, 10)] == [4.0, 0.5, 0.5]
+    np.testing.assert_allclose(schedule(3.5), 2.25)
+    model = snnx.layers.set_sigma(snnx.Sequential([layer, snnx.LIF(tau=2.0)]), 1e-3)
+    narrow = model.layers[0]
+    np.testing.assert_allclose(float(narrow.sigma), 1e-3, rtol=1e-6)
+    # sigma -> 0: the kernel is one bin, round(centre), so the rounded layer is the same map.
+    rounded = snnx.layers.round_delays(model).layers[0]
+    assert isinstance(rounded, DelayedLinear)
+    np.testing.assert_array_equal(np.asarray(rounded.delay),
+                                  np.clip(np.round(np.asarray(layer.centre)), 0, M))
+    xs = jax.random.normal(getkey(), (12, 4))
+    np.testing.assert_allclose(np.asarray(snnx.run(narrow, xs)[0]),
+                               np.asarray(snnx.run(rounded, xs)[0]), rtol=1e-5, atol=1e-5)
+    # An optimiser's gradient never moves sigma.
+    g = jax.grad(lambda m: jnp.sum(snnx.run(m, xs)[0] ** 2))(layer)
+    assert float(g.sigma) == 0.0 and float(jnp.abs(g.centre).max()) > 0
+
+
+def test_dcls_bad_inputs_are_named(getkey):
+    key = getkey()
+    with pytest.raises(ValueError, match="`sigma` must be a finite number > 0"):
+        snnx.layers.DCLSLinear(2, 2, 3, sigma=0.0, key=key)
+    with pytest.raises(ValueError, match="`centre` must have shape"):
+        snnx.layers.DCLSLinear(2, 2, 3, sigma=1.0, centre=jnp.zeros(2), key=key)
+    with pytest.raises(ValueError, match="`centre` must be finite"):
+        snnx.layers.DCLSLinear(2, 2, 3, sigma=1.0, centre=jnp.full((2, 2), jnp.nan), key=key)
+    with pytest.raises(ValueError, match="`key` is needed"):
+        snnx.layers.DCLSLinear(2, 2, 3, sigma=1.0)
+    with pytest.raises(ValueError, match="`epochs` must be an int >= 1"):
+        snnx.layers.SigmaSchedule(2.0, 1.0, 0)
+    with pytest.raises(ValueError, match=r"input `shape` must be \(in_features,\)"):
+        snnx.layers.DCLSLinear(2, 2, 3, sigma=1.0, key=key).init_state((5,))

@@ -17,6 +17,12 @@ from .basic import (
     SumPool2d as SumPool2d,
     Threshold as Threshold,
 )
+from .dcls import (
+    DCLSLinear as DCLSLinear,
+    SigmaSchedule as SigmaSchedule,
+    round_delays as round_delays,
+    set_sigma as set_sigma,
+)
 from .delay import Delay as Delay, DelayState as DelayState
 from .delayed import DelayedLinear as DelayedLinear
 from .graph import Graph as Graph, GraphState as GraphState
