@@ -323,3 +323,42 @@ def test_dcls_bad_inputs_are_named(getkey):
         snnx.layers.SigmaSchedule(2.0, 1.0, 0)
     with pytest.raises(ValueError, match=r"input `shape` must be \(in_features,\)"):
         snnx.layers.DCLSLinear(2, 2, 3, sigma=1.0, key=key).init_state((5,))
+
+
+# --- the timing task -----------------------------------------------------------------------
+
+
+def test_delay_patterns_differ_only_in_relative_timing():
+    x, y = snnx.data.delay_patterns(3, 20, n_channels=6, n_steps=40, max_offset=20, min_gap=4,
+                                    seed=3)
+    assert x.shape == (60, 40, 6) and x.dtype == np.float32 and y.dtype == np.int64
+    assert np.bincount(y).tolist() == [20, 20, 20]
+    assert np.all(x.sum(axis=1) == 1)  # one spike per channel: counts say nothing
+    t = np.argmax(x, axis=1)           # (sample, channel) spike steps
+    rel = t - t.min(axis=1, keepdims=True)
+    for c in range(3):  # one template per class, whatever the onset
+        assert len({tuple(r) for r in rel[y == c]}) == 1
+        # every class uses the same spike times, in a different channel order
+        np.testing.assert_array_equal(np.sort(rel[y == c][0]), np.arange(0, 21, 4))
+    assert len({tuple(rel[y == c][0]) for c in range(3)}) == 3
+    assert len(set(t.min(axis=1))) > 3  # the onset varies
+    # Another sample seed keeps the templates (train and test sets share them).
+    x2, y2 = snnx.data.delay_patterns(3, 5, n_channels=6, n_steps=40, max_offset=20,
+                                      min_gap=4, seed=4)
+    t2 = np.argmax(x2, axis=1)
+    rel2 = t2 - t2.min(axis=1, keepdims=True)
+    for c in range(3):
+        assert tuple(rel2[y2 == c][0]) == tuple(rel[y == c][0])
+
+
+def test_delay_patterns_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="`n_channels` = 7 needs as many distinct offsets"):
+        snnx.data.delay_patterns(n_channels=7, max_offset=20, min_gap=4)
+    with pytest.raises(ValueError, match="`max_offset` \\+ 2 \\* `jitter`"):
+        snnx.data.delay_patterns(n_steps=10, max_offset=15)
+    with pytest.raises(ValueError, match="`noise` must be a probability"):
+        snnx.data.delay_patterns(noise=1.5)
+    with pytest.raises(ValueError, match="`min_gap` must be an int >= 1"):
+        snnx.data.delay_patterns(min_gap=0)
+    with pytest.raises(ValueError, match="`n_classes` must be an int >= 1"):
+        snnx.data.delay_patterns(0)
