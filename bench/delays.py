@@ -35,6 +35,25 @@ from snnx.layers import FIFO, DelayedLinear, RingBuffer, SortedQueue  # noqa: E4
 N_IN = N_OUT = 16
 BATCH = 4
 SORT_LIMIT = 10_000
+NOTES = """
+Measured on a 2-core CPU shared with 8 other jobs (load average 6-8): absolute times are
+noisy (see the two RingBuffer rows at max delay 10, which should be ordered the other way);
+ratios to `RingBuffer` come from the same interleaved rounds and are the numbers to read.
+`train temp+out` is XLA's compiled temporary + output buffers of the training step (batch 4).
+
+What the table says (and what `snnx.layers.default_queue()` follows on CPU):
+
+- `RingBuffer` trains fastest (or tied, at max delay 1000 and 1%) in every cell (its
+  all-steps form is one gather-sum, no scan) and never drops: the CPU default.
+- `FIFO` is the one that wins elsewhere: forward (inference) at 1% activity it takes
+  0.2-0.7x the ring's time with 1/3-1/16 of its state and about half its training
+  buffers, the EventQueues finding for CPU;
+  at 10% activity or in training (a scan whose backward pass stores every step's queue)
+  it is 1-25x slower.
+- `SortedQueue` is 50-1000x slower on CPU (a sort of the whole table every step); the
+  accelerator it suits (TPU, per EventQueues) was not measured here. Skipped where its
+  lossless-in-expectation capacity exceeds 10,000 events.
+"""
 
 
 def queues(max_delay, activity):
@@ -125,7 +144,7 @@ def main():
     name = "results_quick" if args.quick else "results"
     (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# Spike queues (bench/delays.py{' --quick' if args.quick else ''})", "",
-             f"{meta}", "",
+             f"{meta}", NOTES, "",
              "| max delay | activity | queue | forward ms | x ring | train ms | x ring | "
              "state KiB | train temp+out MiB | dropped |", "|" + "---|" * 10]
     for r in rows:
