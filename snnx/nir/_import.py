@@ -292,7 +292,12 @@ def _recurrent(graph, inp, out, layers):
 
 def _delayed(graph, inp, out, layers):
     """snnx's export of per-synapse delays: input -> Delay(uniform d) -> Linear -> output,
-    once per delay value; rebuilt as one `snnx.layers.DelayedLinear`."""
+    once per delay value; rebuilt as one `snnx.layers.DelayedLinear`. Only graphs that
+    snnx marked so (metadata `snnx_type`); the same pattern from elsewhere stays a Graph."""
+    meta = getattr(graph, "metadata", None) or {}
+    kind = meta.get("snnx_type", b"")
+    if (kind.decode() if isinstance(kind, bytes) else str(kind)) != "DelayedLinear":
+        return None
     inner = [k for k in graph.nodes if k not in (inp, out)]
     succ = {}
     for s, d in graph.edges:
@@ -318,7 +323,6 @@ def _delayed(graph, inp, out, layers):
             return None
         W, D = W + w, np.where(w != 0, int(steps[0]), D)
     dt = layers[delays[0]].dt
-    meta = getattr(graph, "metadata", None) or {}
     max_delay = max(int(D.max()), int(np.asarray(meta.get("max_delay", 0))))
     return DelayedLinear(W.shape[1], W.shape[0], max_delay, delay=D,
                          weight=jnp.asarray(W), dt=dt)
