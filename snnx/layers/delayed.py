@@ -52,6 +52,11 @@ class DelayedLinear(AbstractStatefulLayer, AbstractAllSteps):
     The weights are trained; the integer delays are not (see `snnx.layers.DCLSLinear` for
     learnable delays, and its `round()` for a `DelayedLinear` to deploy).
 
+    NIR has no per-synapse delay node, so `snnx.to_nir` writes the equivalent expanded
+    graph: for every delay value `d` in use, a `nir.Delay` of `d * dt` on all inputs feeding
+    a `nir.Linear` that holds only the synapses of delay `d`; the outputs of these `Linear`s
+    are summed at the subgraph's output. `snnx.from_nir` reads it back as a `DelayedLinear`.
+
     ```python
     layer = snnx.layers.DelayedLinear(700, 128, max_delay=25, key=key)   # random delays
     layer = snnx.layers.DelayedLinear(4, 2, max_delay=5, delay=D, queue=snnx.layers.FIFO())
