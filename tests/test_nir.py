@@ -485,3 +485,40 @@ def test_bad_arguments_raise(tmp_path):
     mixed = snnx.Sequential([snnx.LIF(tau=2.0), snnx.LIF(tau=2.0, dt=0.5)])
     with pytest.raises(ValueError, match="use different time steps"):
         to_nir(mixed, (1,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-synapse delays: an expanded graph of Delay -> Linear per delay value
+
+
+def test_roundtrip_per_synapse_delays_as_expanded_graph(getkey, tmp_path):
+    D = np.array(jax.random.randint(getkey(), (3, 4), 0, 4))
+    D[0, 0] = 0
+    layer = snnx.layers.DelayedLinear(4, 3, 6, delay=D, key=getkey(), dt=0.5)
+    model = snnx.Sequential([layer, snnx.LIF(tau=1.0, r=2.0, dt=0.5)])
+    graph = to_nir(model, (4,))
+    sub = graph.nodes["0"]
+    assert isinstance(sub, nir.NIRGraph)
+    values = np.unique(D)
+    # One uniform nir.Delay (d * dt on every input) and one masked nir.Linear per value.
+    for d in values:
+        np.testing.assert_allclose(A(sub.nodes[f"delay_{d}"].delay), np.full(4, d * 0.5))
+        np.testing.assert_array_equal(A(sub.nodes[f"weight_{d}"].weight),
+                                      np.where(D == d, A(layer.weight), 0))
+    np.testing.assert_allclose(
+        sum(A(sub.nodes[f"weight_{d}"].weight) for d in values), A(layer.weight))
+    back, _ = _roundtrip(model, (4,), tmp_path, dt=0.5)
+    rebuilt = back.layers[0]
+    assert isinstance(rebuilt, snnx.layers.DelayedLinear) and rebuilt.max_delay == 6
+    np.testing.assert_array_equal(A(rebuilt.delay), D)
+    np.testing.assert_array_equal(A(rebuilt.weight), A(layer.weight))
+    xs = jax.random.bernoulli(getkey(), 0.5, (12, 4)).astype(jnp.float32) * 2
+    _same(model, back, xs)
+
+
+def test_learnable_delays_export_after_rounding(getkey):
+    dcls = snnx.layers.DCLSLinear(3, 2, 4, sigma=1.0, key=getkey())
+    with pytest.raises(ValueError, match=r"real-valued delays.*round_delays"):
+        to_nir(snnx.Sequential([dcls, snnx.LIF(tau=2.0)]), (3,))
+    graph = to_nir(snnx.layers.round_delays(snnx.Sequential([dcls, snnx.LIF(tau=2.0)])), (3,))
+    assert any(isinstance(n, nir.Delay) for n in graph.nodes["0"].nodes.values())

@@ -9,3 +9,4 @@ from .packing import (
 )
 from .procedural import randman as randman, yin_yang as yin_yang
 from .shd import BinningInfo as BinningInfo, bin_events as bin_events, load_shd as load_shd
+from .timing import delay_patterns as delay_patterns

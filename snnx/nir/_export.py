@@ -11,7 +11,9 @@ import numpy as np
 from .._checks import check_dt
 from ..layers._util import call_stateless, is_stateful, layer_name
 from ..layers.basic import Flatten, Scale, SumPool2d, Threshold
+from ..layers.dcls import DCLSLinear
 from ..layers.delay import Delay
+from ..layers.delayed import DelayedLinear
 from ..layers.graph import Graph
 from ..layers.recurrent import Recurrent
 from ..layers.sequential import Sequential
@@ -24,7 +26,8 @@ from ..neurons.lif import LIF
 
 SUPPORTED_LAYERS = (
     "equinox.nn.Linear, equinox.nn.Conv1d/Conv2d (zero padding), equinox.nn.AvgPool2d, "
-    "jnp.ravel, snnx.Scale/Threshold/SumPool2d/Flatten/Delay, snnx.IF/LIF/LI/CuBaLIF/CuBaLI/"
+    "jnp.ravel, snnx.Scale/Threshold/SumPool2d/Flatten/Delay, snnx.layers.DelayedLinear, "
+    "snnx.IF/LIF/LI/CuBaLIF/CuBaLI/"
     "Integrator, snnx.Recurrent, snnx.Sequential, snnx.Graph"
 )
 
@@ -245,8 +248,33 @@ def _chain(layers, shape, path, ctx) -> nir.NIRGraph:
     return _graph(nodes, edges, "input", "output", in_shape, shape)
 
 
+def _delayed(layer: DelayedLinear, ctx) -> nir.NIRGraph:
+    """Per-synapse delays as an equivalent NIR graph: for every delay value `d` used, a
+    `Delay` of `d * dt` on all inputs feeding a `Linear` with the synapses of that delay;
+    the `Linear`s' outputs are summed at the output (several edges into one node)."""
+    W, D = np.asarray(layer.weight, np.float32), np.asarray(layer.delay)
+    nodes, edges = {}, []
+    for d in np.unique(D):
+        nodes[f"delay_{d}"] = nir.Delay(delay=np.full(layer.in_features, d * layer.dt,
+                                                      np.float32))
+        nodes[f"weight_{d}"] = nir.Linear(weight=np.where(D == d, W, 0).astype(np.float32))
+        edges += [("input", f"delay_{d}"), (f"delay_{d}", f"weight_{d}"),
+                  (f"weight_{d}", "output")]
+    graph = _graph(nodes, edges, "input", "output", (layer.in_features,),
+                   (layer.out_features,))
+    graph.metadata = {"snnx_type": "DelayedLinear", "max_delay": layer.max_delay}
+    return graph
+
+
 def _node(layer, shape, path, ctx) -> nir.NIRNode:
     shape = tuple(shape)
+    if isinstance(layer, DelayedLinear):
+        return _delayed(layer, ctx)
+    if isinstance(layer, DCLSLinear):
+        raise ValueError(
+            f"to_nir: layer {path!r} (DCLSLinear) has real-valued delays, which NIR does not "
+            f"express; export `snnx.layers.round_delays(model)` (integer delays) instead."
+        )
     if isinstance(layer, Sequential):
         return _chain(layer.layers, shape, path, ctx)
     if isinstance(layer, Graph):

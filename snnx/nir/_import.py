@@ -13,6 +13,7 @@ from .._checks import check_choice, check_dt
 from ..layers._util import is_stateful
 from ..layers.basic import Flatten, Scale, SumPool2d, Threshold
 from ..layers.delay import Delay
+from ..layers.delayed import DelayedLinear
 from ..layers.graph import Graph
 from ..layers.recurrent import Recurrent
 from ..layers.sequential import Sequential
@@ -289,6 +290,44 @@ def _recurrent(graph, inp, out, layers):
     return None
 
 
+def _delayed(graph, inp, out, layers):
+    """snnx's export of per-synapse delays: input -> Delay(uniform d) -> Linear -> output,
+    once per delay value; rebuilt as one `snnx.layers.DelayedLinear`. Only graphs that
+    snnx marked so (metadata `snnx_type`); the same pattern from elsewhere stays a Graph."""
+    meta = getattr(graph, "metadata", None) or {}
+    kind = meta.get("snnx_type", b"")
+    if (kind.decode() if isinstance(kind, bytes) else str(kind)) != "DelayedLinear":
+        return None
+    inner = [k for k in graph.nodes if k not in (inp, out)]
+    succ = {}
+    for s, d in graph.edges:
+        succ.setdefault(s, []).append(d)
+    delays = [k for k in inner if isinstance(graph.nodes[k], nir.Delay)]
+    if not delays or 2 * len(delays) != len(inner) or len(graph.edges) != 3 * len(delays):
+        return None
+    W = D = None
+    for k in delays:
+        nxt = succ.get(k, [])
+        if (inp, k) not in graph.edges or len(nxt) != 1 or (nxt[0], out) not in graph.edges:
+            return None
+        lin, delay = graph.nodes[nxt[0]], np.asarray(graph.nodes[k].delay, np.float64)
+        if not isinstance(lin, nir.Linear) or isinstance(lin, nir.Affine):
+            return None
+        steps = np.unique(np.asarray(layers[k].steps))
+        w = np.asarray(lin.weight, np.float32)
+        if steps.size != 1 or delay.ndim != 1 or w.ndim != 2 or w.shape[1] != delay.size:
+            return None
+        W = np.zeros_like(w) if W is None else W
+        D = np.zeros(w.shape, np.int32) if D is None else D
+        if W.shape != w.shape or np.any((W != 0) & (w != 0)):
+            return None
+        W, D = W + w, np.where(w != 0, int(steps[0]), D)
+    dt = layers[delays[0]].dt
+    max_delay = max(int(D.max()), int(np.asarray(meta.get("max_delay", 0))))
+    return DelayedLinear(W.shape[1], W.shape[0], max_delay, delay=D,
+                         weight=jnp.asarray(W), dt=dt)
+
+
 def _from_graph(graph, path, opt):
     inp, out, shape = _io(graph, path)
     _check_edge_types(graph, path)
@@ -306,6 +345,8 @@ def _from_graph(graph, path, opt):
             where = f" (in subgraph {path!r})" if path else ""
             raise ValueError(f"from_nir{where}: {e}") from e
     model = _recurrent(graph, inp, out, layers)
+    if model is None:
+        model = _delayed(graph, inp, out, layers)
     if model is not None:
         return model
     order = _chain_order(graph, inp, out)
