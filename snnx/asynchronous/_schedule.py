@@ -46,9 +46,10 @@ class Random(AbstractSchedule):
     Every micro-step draws fresh uniform priorities, so the forward group is a uniform
     random subset of `min(group_size, queued)` queued neurons.
 
-    Without a key (`snnx.run` without `key`, `snnx.fit` without `stochastic=True`) the
-    order comes from the network's `seed` and the time step, the same for every sample;
-    pass a key (or `stochastic=True`) for a different order per sample.
+    Micro-step `k` of a time step draws from `fold_in(step_key, k)`, where `step_key` is
+    the step's key from `snnx.run(..., key=...)` or, without one (`snnx.fit` without
+    `stochastic=True`), `fold_in(key(seed), t)` from the network's `seed` and the time
+    step `t`: then the order is the same for every sample.
     """
 
     def priority(self, pre_spike, key):

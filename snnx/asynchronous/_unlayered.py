@@ -337,17 +337,22 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
         bounds = np.cumsum((0,) + self.sizes)
         pops = self._populations()
         lins = self.layers[::2]
-        dtype = state.v.dtype
 
         def split(a):
             return [a[bounds[i]:bounds[i + 1]] for i in range(L)]
 
-        vs, pend, pre = split(state.v), split(state.pending)[:H], split(state.pre_spike)[:H]
+        # the step's dtype: the state's, widened by float64 parameters or inputs (a scan
+        # carry keeps one dtype)
+        dtype = jnp.result_type(state.v, current, *(p.decay for p in pops),
+                                *(lin.weight for lin in lins))
+        vs = split(state.v.astype(dtype))
+        pend = split(state.pending.astype(dtype))[:H]
+        pre = split(state.pre_spike.astype(dtype))[:H]
         for i, p in enumerate(pops):
             inp = current if i == 0 else lins[i].bias
-            vs[i] = p.v_leak + p.decay * (vs[i] - p.v_leak)
+            vs[i] = (p.v_leak + p.decay * (vs[i] - p.v_leak)).astype(dtype)
             if inp is not None:
-                vs[i] = vs[i] + p.drive * inp
+                vs[i] = (vs[i] + p.drive * inp).astype(dtype)
         fired = [jnp.zeros_like(v) for v in vs]
         ghost = [jnp.zeros_like(v) for v in vs[:H]]
         # whether each hidden layer was evaluated in the latest micro-step: its zero-valued
@@ -386,7 +391,8 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
             d = split(jnp.concatenate([sent, jnp.zeros(self.sizes[-1], dtype)]))[:H]
             reached = []
             for i in range(H):
-                vs[i + 1] = vs[i + 1] + pops[i + 1].drive * (lins[i + 1].weight @ (d[i] + ghost[i]))
+                current_in = lins[i + 1].weight @ (d[i] + ghost[i])
+                vs[i + 1] = (vs[i + 1] + pops[i + 1].drive * current_in).astype(dtype)
                 got = (jnp.sum(sg(d[i])) > 0).astype(dtype)
                 reached.append(jnp.maximum(got, evaluated[i]))
             ghost = [jnp.zeros_like(g) for g in ghost]
@@ -407,7 +413,7 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
         return y, UnlayeredState(
             jnp.concatenate(vs), jnp.concatenate(list(pend) + zero_out),
             jnp.concatenate(list(pre) + zero_out), jnp.concatenate(fired),
-            delivered, readout, state.step + 1,
+            delivered.astype(dtype), readout.astype(dtype), state.step + 1,
         )
 
 
