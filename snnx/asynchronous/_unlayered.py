@@ -118,6 +118,11 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
     `snnx.run(network.to_sequential(), xs)` (spikes exactly, membranes and gradients up
     to float rounding; the bias is added before, not with, the spikes).
 
+    With a single hidden layer and an `LI` readout, every hidden neuron gets all of its
+    input at once and the linear readout sums the same spikes in any order, so the
+    outputs at the end of each step equal the layered ones for every `group_size` (only
+    `state.readout`, within the step, differs): asynchrony needs two spiking layers.
+
     **Gradients** are surrogate-gradient BPTT through a fixed-length `lax.scan` over
     micro-steps. The group choice carries no gradient. The surrogate derivative of an
     evaluation that did not fire is passed to the targets with the next micro-step (its
