@@ -13,9 +13,10 @@ from jaxtyping import Array, PRNGKeyArray
 from .._checks import shape_tuple
 from ..layers._abstract import AbstractAllSteps, AbstractStatefulLayer
 from ..layers.sequential import Sequential
-from ..neurons import LI, LIF
+from ..neurons import LIF
 from ..neurons._dynamics import apply_reset, decay_and_gain
 from ._schedule import AbstractSchedule, Random
+from ._structure import _as_list, _check_layers, _is_int, default_micro_steps
 
 __all__ = ["Unlayered", "UnlayeredState", "default_micro_steps"]
 
@@ -49,31 +50,6 @@ class UnlayeredState(NamedTuple):
     delivered: Array
     readout: Array
     step: Array
-
-
-def default_micro_steps(sizes: Sequence[int], group_size: int) -> int:
-    """Micro-steps per time step that always deliver every spike of the step within it.
-
-    A neuron fires at most once per step, so at most `N` spikes (`N` schedulable neurons)
-    are queued; every micro-step either delivers `group_size` of them or empties the
-    queue, and the queue can only empty once per layer (its next spikes come from a deeper
-    layer). Hence `N // group_size + n_hidden_layers` micro-steps suffice.
-
-    **Arguments:**
-
-    - `sizes`: neurons per layer, readout last.
-    - `group_size`: spikes delivered per micro-step.
-
-    **Returns:**
-
-    An int.
-    """
-    hidden = list(sizes)[:-1]
-    return sum(hidden) // int(group_size) + len(hidden)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 class _Population(eqx.Module):
@@ -114,7 +90,7 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
 
     **Layered equality.** With `group_size = N` every queued spike is delivered in the
     next micro-step, so layer `l` is evaluated exactly once per step, in micro-step
-    `l - 1`, with all of its input: the run equals
+    `l - 1` (step 1 counting as micro-step 0), with all of its input: the run equals
     `snnx.run(network.to_sequential(), xs)` (spikes exactly, membranes and gradients up
     to float rounding; the bias is added before, not with, the spikes).
 
@@ -132,8 +108,9 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
 
     ```python
     seq = snnx.Sequential([eqx.nn.Linear(64, 128, key=k1), snnx.LIF(tau=5.0),
-                           eqx.nn.Linear(128, 10, key=k2), snnx.LI(tau=5.0)])
-    net = snnx.asynchronous.Unlayered(seq, group_size=16, schedule=snnx.asynchronous.Random())
+                           eqx.nn.Linear(128, 64, key=k2), snnx.LIF(tau=5.0),
+                           eqx.nn.Linear(64, 10, key=k3), snnx.LI(tau=5.0)])
+    net = snnx.asynchronous.Unlayered(seq, group_size=24, schedule=snnx.asynchronous.Random())
     ys, state = snnx.run(net, xs)          # (T, 10), like snnx.run(seq, xs)
     ```
 
@@ -420,54 +397,3 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
             jnp.concatenate(list(pre) + zero_out), jnp.concatenate(fired),
             delivered.astype(dtype), readout.astype(dtype), state.step + 1,
         )
-
-
-def _as_list(model):
-    if not isinstance(model, (list, tuple)):
-        raise TypeError(
-            f"`model` must be an `snnx.Sequential` or a list of layers "
-            f"`[Linear, LIF, ..., Linear, LI]`, got {type(model).__name__}."
-        )
-    return model
-
-
-def _check_layers(layers) -> tuple[tuple[int, ...], int]:
-    """Sizes of the neuron layers and the input width; clear errors for anything else."""
-    if len(layers) < 4 or len(layers) % 2:
-        raise ValueError(
-            f"`model` must alternate `eqx.nn.Linear` and neurons, `[Linear, LIF, ..., Linear, "
-            f"LI]`, with at least one hidden `LIF` layer; got {len(layers)} layers."
-        )
-    sizes, width = [], None
-    for i, (lin, neuron) in enumerate(zip(layers[::2], layers[1::2])):
-        if not isinstance(lin, eqx.nn.Linear) or not _is_int(lin.in_features) or not _is_int(
-                lin.out_features):
-            raise TypeError(
-                f"`model` layer {2 * i} must be an `eqx.nn.Linear` with integer features, got "
-                f"{type(lin).__name__}; the unlayered network supports Linear + LIF stacks."
-            )
-        if width is not None and lin.in_features != width:
-            raise ValueError(
-                f"`model` layer {2 * i} (Linear) takes {lin.in_features} inputs but the layer "
-                f"before has {width} neurons."
-            )
-        last = 2 * i + 1 == len(layers) - 1
-        allowed = (LIF, LI) if last else (LIF,)
-        if not isinstance(neuron, allowed):
-            raise TypeError(
-                f"`model` layer {2 * i + 1} must be an `snnx.LIF`"
-                f"{' or `snnx.LI` (the readout)' if last else ' (a hidden layer)'}, got "
-                f"{type(neuron).__name__}."
-            )
-        if isinstance(neuron, LIF) and neuron.reset_delay:
-            raise ValueError(
-                f"`model` layer {2 * i + 1} is an `LIF` with `reset_delay=True`; the unlayered "
-                f"network resets at the spike: use `reset_delay=False`."
-            )
-        width = int(lin.out_features)
-        try:
-            neuron.init_state((width,))
-        except ValueError as e:
-            raise ValueError(f"`model` layer {2 * i + 1}: {e}") from e
-        sizes.append(width)
-    return tuple(sizes), int(layers[0].in_features)
