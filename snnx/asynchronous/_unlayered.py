@@ -30,8 +30,8 @@ class UnlayeredState(NamedTuple):
 
     - `v`: membrane potentials of all neurons, `(n_total,)`.
     - `pending`: spikes fired and not yet delivered, `(n_total,)` (readout entries stay 0).
-        After a time step this is what was carried over to the next step (nonzero only when
-        `micro_steps` is below `default_micro_steps`); after a run, what never arrived.
+        After a time step this is what was carried over to the next step (zero in every
+        run of the tests with the default `micro_steps`); after a run, what never arrived.
     - `pre_spike`: each neuron's membrane at its latest spike, before the reset (what
         `ByMembrane` ranks by).
     - `spikes`: spikes fired in the latest time step, `(n_total,)`, each 0 or 1 (a neuron
@@ -123,9 +123,9 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
         neurons).
     - `schedule`: an `snnx.asynchronous.AbstractSchedule`. Default `Random()`.
     - `micro_steps`: micro-steps per time step, an int >= 1; default
-        `default_micro_steps(sizes, group_size)`, which always delivers every spike within
-        its step. Fewer carry spikes over to the next step (counted in `state.pending`;
-        a warning says so).
+        `default_micro_steps(sizes, group_size)`. Spikes still queued at the end of a step
+        are delivered in the next one and counted in `state.pending` (fewer micro-steps
+        than the default also give a warning).
     - `seed`: the seed of the schedule's keys when no key is passed. Default 0.
 
     **Raises:**
@@ -180,8 +180,8 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
                              f"got {micro_steps!r}.")
         if micro_steps < enough:
             warnings.warn(
-                f"`micro_steps={micro_steps}` is below {enough}, the number that always "
-                f"delivers every spike within its time step; spikes left in the queue are "
+                f"`micro_steps={micro_steps}` is below the default {enough} "
+                f"(`default_micro_steps`); spikes left in the queue at the end of a step are "
                 f"delivered in the next step instead (counted in `state.pending`).",
                 stacklevel=2,
             )
