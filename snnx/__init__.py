@@ -5,6 +5,7 @@ threads that state through a compiled `lax.scan`.
 """
 
 from . import (
+    asynchronous as asynchronous,
     encoders as encoders,
     engine as engine,
     events as events,
