@@ -6,6 +6,7 @@ before JAX starts); this file is also that subprocess's script (`__main__` below
 import functools
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -161,25 +162,68 @@ def _main():
     print("RESULT " + json.dumps(out))
 
 
+def _multihost(pid, port):
+    """One of two processes under `jax.distributed` (2 host devices each, gloo over
+    loopback): data-parallel `fit` over all 4 devices vs this process's own one device."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                               process_id=pid)
+    assert jax.process_count() == 2 and len(jax.devices()) == 4
+    model, x, y = model_and_data(jnp.float32)
+    kw = dict(epochs=2, key=jax.random.key(1), progress=False, events=False, batch_size=8,
+              scan_epoch=True)
+    m4, h4 = snnx.fit(model, LOSS, optax.adam(2e-2), (x, y), mesh=jax.devices(), **kw)
+    with jax.default_device(jax.local_devices()[0]):
+        m1, h1 = snnx.fit(model, LOSS, optax.adam(2e-2), (x, y), **kw)
+    print("RESULT " + json.dumps({"param": _maxdiff(m1, m4), "moved": _maxdiff(m1, model),
+                                  "loss": float(np.max(np.abs(np.subtract(h1["loss"],
+                                                                          h4["loss"]))))}))
+
+
 if __name__ == "__main__":
-    _main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--multihost":
+        _multihost(int(sys.argv[2]), sys.argv[3])
+    else:
+        _main()
 
 
 # ---------------------------------------------------------------- the tests
 
 
-@pytest.fixture(scope="module")
-def checks():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+def _env(devices):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
          env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env,
-                          capture_output=True, text=True, timeout=900)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    return env
+
+
+def _result(stdout, stderr, rc):
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
+    assert rc == 0 and lines, stderr[-4000:]
     return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def checks():
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__)], env=_env(4),
+                          capture_output=True, text=True, timeout=900)
+    return _result(proc.stdout, proc.stderr, proc.returncode)
+
+
+def test_two_processes_under_jax_distributed():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--multihost",
+                               str(pid), str(port)], env=_env(2), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        r = _result(o, e, p.returncode)
+        assert r["moved"] > 1e-2
+        assert r["param"] < 1e-5 and r["loss"] < 1e-5, r
 
 
 TOL = {"f32": 1e-5, "f64": 1e-10}
