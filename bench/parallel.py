@@ -39,13 +39,17 @@ LOSS = snnx.losses.ce_max_membrane
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "parallel")
 
 
-def deep_model(key, n_in, hidden, n_out, depth=4):
+def deep_model(key, n_in, hidden, n_out, depth=4, scales=(6.0, 16.0, 16.0, 1.0)):
+    """A `depth`-layer LIF network; the Linear init is scaled per layer so that every
+    hidden layer spikes at init (about 6-8% on the digits data; unscaled, the third LIF
+    layer is silent and nothing trains)."""
     ks = jax.random.split(key, depth)
     sizes = [n_in] + [hidden] * (depth - 1) + [n_out]
     layers = []
     for i in range(depth):
-        layers += [eqx.nn.Linear(sizes[i], sizes[i + 1], key=ks[i]),
-                   snnx.LIF(tau=5.0) if i < depth - 1 else snnx.LI(tau=5.0)]
+        lin = eqx.nn.Linear(sizes[i], sizes[i + 1], key=ks[i])
+        lin = eqx.tree_at(lambda m: m.weight, lin, lin.weight * scales[i])
+        layers += [lin, snnx.LIF(tau=5.0) if i < depth - 1 else snnx.LI(tau=5.0)]
     return snnx.Sequential(layers)
 
 
@@ -133,7 +137,8 @@ def accuracy_effect(quick):
 
     mesh = jax.make_mesh((4,), ("stage",))
     (xtr, ytr), (xte, yte) = load_digits_spikes(25)
-    tasks = {"digits": ((xtr.astype(np.float32), ytr), (xte.astype(np.float32), yte), 64, 10)}
+    tasks = {"digits": ((xtr.astype(np.float32), ytr), (xte.astype(np.float32), yte), 64, 10,
+                        6.0)}
     with tempfile.TemporaryDirectory() as d:
         for split, n, seed in (("train", 800, 0), ("test", 200, 1)):
             _synthetic_shd(os.path.join(d, f"shd_{split}.h5"), n, 10, seed)
@@ -145,17 +150,18 @@ def accuracy_effect(quick):
             te = load_shd(os.path.join(d, "shd_test.h5"), n_steps=50, channels=140,
                           cache_dir=False)
     tasks["shd_synthetic"] = ((np.minimum(tr[0].unpack(), 1).astype(np.float32),
-                               np.asarray(tr[1])), te, 140, 10)
+                               np.asarray(tr[1])), te, 140, 10, 15.0)
     epochs = 2 if quick else 5
     res = {}
-    for name, (train, test, n_in, n_out) in tasks.items():
-        model = deep_model(jax.random.key(3), n_in, 128, n_out)
+    for name, (train, test, n_in, n_out, first) in tasks.items():
+        model = deep_model(jax.random.key(3), n_in, 128, n_out, scales=(first, 16.0, 16.0, 1.0))
         res[name] = {}
         for sname, sch in (("gpipe", par.GPipe(4)), ("delayed", par.DelayedGradients(4))):
             t0 = time.perf_counter()
             acc = _train(model, train, test, sch, mesh, epochs, 64, 2e-3)
             res[name][sname] = {"test_accuracy": acc, "seconds": time.perf_counter() - t0}
         res[name]["epochs"] = epochs
+        res[name]["train_samples"] = int(train[0].shape[0])
     return res
 
 
