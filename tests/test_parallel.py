@@ -48,10 +48,18 @@ def _maxdiff(a, b):
     return max(float(jnp.max(jnp.abs(jnp.asarray(u) - jnp.asarray(v)))) for u, v in zip(la, lb))
 
 
-def _fit_pair(model, data, y, mesh, **kw):
-    kw = dict(epochs=2, key=jax.random.key(1), progress=False, events=False, **kw)
-    m1, h1 = snnx.fit(model, LOSS, optax.adam(2e-2), (data, y), **kw)
-    m4, h4 = snnx.fit(model, LOSS, optax.adam(2e-2), (data, y), mesh=mesh, **kw)
+def _fit(model, data, y, mesh=None, **kw):
+    kw = dict(epochs=2, key=jax.random.key(1), progress=False, events=False, batch_size=8,
+              **kw)
+    return snnx.fit(model, LOSS, optax.adam(2e-2), (data, y), mesh=mesh, **kw)
+
+
+def _leaves(m):
+    return [np.asarray(a).ravel().tolist() for a in jax.tree.leaves(eqx.filter(m, eqx.is_array))]
+
+
+def _compare(ref, model, got):
+    (m1, h1), (m4, h4) = ref, got
     return {"param": _maxdiff(m1, m4), "moved": _maxdiff(m1, model),
             "loss": float(np.max(np.abs(np.subtract(h1["loss"], h4["loss"])))),
             "rate": h1["rates"][-1].get(1, 0.0),
@@ -61,13 +69,15 @@ def _fit_pair(model, data, y, mesh, **kw):
 def _data_parallel(dtype, full):
     model, x, y = model_and_data(dtype)
     mesh = jax.make_mesh((4,), ("data",))
-    res = {"dense_scan": _fit_pair(model, x, y, mesh, batch_size=8, scan_epoch=True)}
+    # One single-device reference; every input format on the mesh must reproduce it.
+    ref = _fit(model, x, y, scan_epoch=True)
+    res = {"dense_scan": _compare(ref, model, _fit(model, x, y, mesh, scan_epoch=True))}
     if not full:
         return res
-    # 6 does not divide 4 devices: padded to 8 with weight-0 samples.
-    res["packed_pad"] = _fit_pair(model, snnx.data.PackedSpikes(x), y, mesh, batch_size=6)
-    res["events"] = _fit_pair(model, snnx.SpikeEvents.from_dense(x), y, jax.devices(),
-                              batch_size=8, scan_epoch=True)
+    res["ref_params"] = _leaves(ref[0])
+    res["packed_steps"] = _compare(ref, model, _fit(model, snnx.data.PackedSpikes(x), y, mesh))
+    res["events_scan"] = _compare(ref, model, _fit(model, snnx.SpikeEvents.from_dense(x), y,
+                                                   jax.devices(), scan_epoch=True))
     e1 = snnx.evaluate(model, (x[:21], y[:21]), LOSS, batch_size=5)
     e4 = snnx.evaluate(model, (x[:21], y[:21]), LOSS, batch_size=5, mesh=mesh)
     res["evaluate"] = {"loss": abs(e1["loss"] - e4["loss"]),
@@ -162,29 +172,30 @@ def _main():
     print("RESULT " + json.dumps(out))
 
 
-def _multihost(pid, port):
-    """One of two processes under `jax.distributed` (2 host devices each, gloo over
-    loopback): data-parallel `fit` over all 4 devices vs this process's own one device."""
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
-                               process_id=pid)
+def _multihost():
+    """One of two processes under `jax.distributed` (started by `_MULTIHOST` below, 2 host
+    devices each, gloo collectives over loopback): data-parallel `fit` over all 4 devices."""
     assert jax.process_count() == 2 and len(jax.devices()) == 4
     model, x, y = model_and_data(jnp.float32)
-    kw = dict(epochs=2, key=jax.random.key(1), progress=False, events=False, batch_size=8,
-              scan_epoch=True)
-    m4, h4 = snnx.fit(model, LOSS, optax.adam(2e-2), (x, y), mesh=jax.devices(), **kw)
-    with jax.default_device(jax.local_devices()[0]):
-        m1, h1 = snnx.fit(model, LOSS, optax.adam(2e-2), (x, y), **kw)
-    print("RESULT " + json.dumps({"param": _maxdiff(m1, m4), "moved": _maxdiff(m1, model),
-                                  "loss": float(np.max(np.abs(np.subtract(h1["loss"],
-                                                                          h4["loss"]))))}))
+    m4, h4 = _fit(model, x, y, jax.devices(), scan_epoch=True)
+    print("RESULT " + json.dumps({"params": _leaves(m4), "loss": h4["loss"]}))
+
+
+# `jax.distributed.initialize` must run before anything touches a JAX backend, so before
+# `import snnx`: the child runs this prologue, then imports this file.
+_MULTIHOST = """
+import sys, jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address="localhost:" + sys.argv[2], num_processes=2,
+                           process_id=int(sys.argv[1]))
+sys.path.insert(0, sys.argv[3])
+import test_parallel
+test_parallel._multihost()
+"""
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--multihost":
-        _multihost(int(sys.argv[2]), sys.argv[3])
-    else:
-        _main()
+    _main()
 
 
 # ---------------------------------------------------------------- the tests
@@ -212,18 +223,22 @@ def checks():
     return _result(proc.stdout, proc.stderr, proc.returncode)
 
 
-def test_two_processes_under_jax_distributed():
+def test_two_processes_under_jax_distributed(checks):
+    """Same code, two processes (loopback): equals the one-device reference of `checks`."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--multihost",
-                               str(pid), str(port)], env=_env(2), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
+    here = os.path.dirname(os.path.abspath(__file__))
+    procs = [subprocess.Popen([sys.executable, "-c", _MULTIHOST, str(pid), str(port), here],
+                              env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for pid in (0, 1)]
     outs = [p.communicate(timeout=900) for p in procs]
+    ref = checks["f32"]["dp"]["ref_params"]
     for p, (o, e) in zip(procs, outs):
         r = _result(o, e, p.returncode)
-        assert r["moved"] > 1e-2
-        assert r["param"] < 1e-5 and r["loss"] < 1e-5, r
+        assert len(r["params"]) == len(ref)
+        for a, b in zip(r["params"], ref):
+            np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 TOL = {"f32": 1e-5, "f64": 1e-10}
@@ -232,7 +247,7 @@ TOL = {"f32": 1e-5, "f64": 1e-10}
 @pytest.mark.parametrize("prec", ["f32", "f64"])
 def test_data_parallel_equals_single_device(checks, prec):
     dp = checks[prec]["dp"]
-    for name in ("dense_scan", "packed_pad", "events"):
+    for name in ("dense_scan", "packed_steps", "events_scan"):
         if name not in dp:
             continue
         r = dp[name]
