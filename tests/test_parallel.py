@@ -69,11 +69,19 @@ def _compare(ref, model, got):
 def _data_parallel(dtype, full):
     model, x, y = model_and_data(dtype)
     mesh = jax.make_mesh((4,), ("data",))
-    # One single-device reference; every input format on the mesh must reproduce it.
-    ref = _fit(model, x, y, scan_epoch=True)
-    res = {"dense_scan": _compare(ref, model, _fit(model, x, y, mesh, scan_epoch=True))}
+    opt = optax.sgd(0.1)
+    o = opt.init(eqx.filter(model, snnx.trainable_spec(model)))
+    m1, _, i1 = snnx.make_step(LOSS, opt)(model, o, x[:6], y[:6])
+    m4, _, i4 = snnx.make_step(LOSS, opt, mesh=mesh)(model, o, x[:6], y[:6])
+    # 6 does not divide 4 devices: padded to 8, the padding has weight 0.
+    res = {"make_step_pad": {"param": _maxdiff(m1, m4), "count": float(i4["count"]),
+                             "moved": _maxdiff(m1, model),
+                             "loss": abs(float(i1["loss"]) - float(i4["loss"]))}}
     if not full:
         return res
+    # One single-device reference; every input format on the mesh must reproduce it.
+    ref = _fit(model, x, y, scan_epoch=True)
+    res["dense_scan"] = _compare(ref, model, _fit(model, x, y, mesh, scan_epoch=True))
     res["ref_params"] = _leaves(ref[0])
     res["packed_steps"] = _compare(ref, model, _fit(model, snnx.data.PackedSpikes(x), y, mesh))
     res["events_scan"] = _compare(ref, model, _fit(model, snnx.SpikeEvents.from_dense(x), y,
@@ -82,12 +90,6 @@ def _data_parallel(dtype, full):
     e4 = snnx.evaluate(model, (x[:21], y[:21]), LOSS, batch_size=5, mesh=mesh)
     res["evaluate"] = {"loss": abs(e1["loss"] - e4["loss"]),
                        "acc": abs(e1["accuracy"] - e4["accuracy"]), "n": e4["n"]}
-    opt = optax.sgd(0.1)
-    o = opt.init(eqx.filter(model, snnx.trainable_spec(model)))
-    m1, _, i1 = snnx.make_step(LOSS, opt)(model, o, x[:6], y[:6])
-    m4, _, i4 = snnx.make_step(LOSS, opt, mesh=mesh)(model, o, x[:6], y[:6])
-    res["make_step_pad"] = {"param": _maxdiff(m1, m4), "count": float(i4["count"]),
-                            "loss": abs(float(i1["loss"]) - float(i4["loss"]))}
     return res
 
 
@@ -142,10 +144,11 @@ def _schedules(dtype):
     def loss_of(p):
         return _plain(eqx.combine(p, static), x, y)
 
+    grad = jax.jit(jax.grad(loss_of))
     prev = params
     for _ in range(steps):
         mixed = eqx.tree_at(lambda m: m.layers, params, prev.layers[:2] + params.layers[2:])
-        g = jax.grad(loss_of)(mixed)
+        g = grad(mixed)
         prev, params = params, jax.tree.map(lambda p, d: p - lr * d, params, g)
     return {"gpipe_vs_make_step": _maxdiff(got["gpipe"], m_ref),
             "delayed_vs_hand": _maxdiff(got["delayed"], eqx.combine(params, static)),
@@ -244,28 +247,30 @@ def test_two_processes_under_jax_distributed(checks):
 TOL = {"f32": 1e-5, "f64": 1e-10}
 
 
-@pytest.mark.parametrize("prec", ["f32", "f64"])
-def test_data_parallel_equals_single_device(checks, prec):
-    dp = checks[prec]["dp"]
+def test_data_parallel_fit_equals_single_device(checks):
+    dp = checks["f32"]["dp"]
     for name in ("dense_scan", "packed_steps", "events_scan"):
-        if name not in dp:
-            continue
         r = dp[name]
         assert r["devices"] == 4, name  # the trained model lives on the 4-device mesh
         assert r["moved"] > 1e-2, name  # training changed the parameters
         assert r["rate"] > 0, name  # the hidden layer spiked (non-trivial gradients)
-        assert r["param"] < TOL[prec], (name, r)
-        assert r["loss"] < TOL[prec], (name, r)
+        assert r["param"] < 1e-5, (name, r)
+        assert r["loss"] < 1e-5, (name, r)
 
 
-def test_evaluate_and_make_step_on_a_mesh(checks):
+def test_evaluate_on_a_mesh(checks):
     dp = checks["f32"]["dp"]
     # 21 samples in batches of 5 -> 8 on 4 devices: every sample counted once.
     assert dp["evaluate"]["n"] == 21
     assert dp["evaluate"]["loss"] < 1e-6 and dp["evaluate"]["acc"] == 0
+
+
+@pytest.mark.parametrize("prec", ["f32", "f64"])
+def test_make_step_on_a_mesh_pads_a_batch_that_does_not_divide(checks, prec):
+    r = checks[prec]["dp"]["make_step_pad"]
     # A batch of 6 on 4 devices: padded to 8, the padding has weight 0.
-    assert dp["make_step_pad"]["count"] == 6
-    assert dp["make_step_pad"]["param"] < 1e-6 and dp["make_step_pad"]["loss"] < 1e-6
+    assert r["count"] == 6 and r["moved"] > 1e-3
+    assert r["param"] < TOL[prec] and r["loss"] < TOL[prec], r
 
 
 @pytest.mark.parametrize("prec", ["f32", "f64"])

@@ -53,11 +53,12 @@ def as_mesh(mesh, *, axis: str, name: str = "mesh") -> Mesh:
 def _put(a, sharding):
     if isinstance(a, jax.Array) and a.sharding == sharding:
         return a
-    if isinstance(a, jax.Array) and not a.is_fully_addressable:
-        return jax.device_put(a, sharding)  # already global: reshard on the devices
+    if isinstance(a, jax.Array) and (not a.is_fully_addressable or jax.process_count() == 1):
+        return jax.device_put(a, sharding)  # device to device, no host round trip
     if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
         impl = jax.random.key_impl(a)
         return jax.random.wrap_key_data(_put(jax.random.key_data(a), sharding), impl=impl)
+    # Several processes: each fills the shards of its own devices from its host copy.
     host = np.asarray(a)
     return jax.make_array_from_callback(host.shape, sharding, lambda i: host[i])
 

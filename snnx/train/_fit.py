@@ -175,6 +175,8 @@ def fit(
             stacklevel=2,
         )
     xs, ys, model, opt_state = place.replicate((xs, ys, model, opt_state))
+    if eval_data is not None:
+        exs, eys = place.replicate((exs, eys))
     ok = place.replicate(jnp.bool_(True))
     meter.start(epochs, start, scan_epoch)
     for ep in range(start, epochs):
