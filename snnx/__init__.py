@@ -16,6 +16,7 @@ from . import (
     neurons as neurons,
     nir as nir,
     ode as ode,
+    parallel as parallel,
     plot as plot,
     spikes as spikes,
     train as train,

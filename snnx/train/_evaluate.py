@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from .._checks import check_run_kwargs
 from ..layers._util import is_stateful
 from ..layers.sequential import Sequential
+from ..parallel._placement import SingleDevice, placement
 from ._data import check_batch_size, check_data, check_labels, choose_input
 from ._step import StepConfig, programs, resolve_predict
 
@@ -22,6 +23,7 @@ def evaluate(
     predict: Callable | str | None = "auto",
     run_kwargs: dict | None = None,
     events: bool | Literal["auto"] = "auto",
+    mesh=None,
 ) -> dict[str, Any]:
     """Loss, accuracy and firing rates of `model` on a whole dataset (no sample skipped).
 
@@ -36,6 +38,7 @@ def evaluate(
     - `predict`: `"auto"` (matching `loss`), None, or a function `outputs -> classes`.
     - `run_kwargs`: extra keyword arguments for `snnx.run`.
     - `events`: as for `fit`: evaluate on `snnx.SpikeEvents` (`"auto"`, `True`, `False`).
+    - `mesh`: as for `fit`: split every batch over a device mesh (data parallel).
 
     **Returns:**
 
@@ -53,11 +56,14 @@ def evaluate(
     batch_size = check_batch_size(batch_size, n, "pad")
     xs, _ = choose_input(model, xs, events, run_kwargs, "data")
     return evaluate_checked(model, xs, ys, n, loss, batch_size, resolve_predict(loss, predict),
-                            run_kwargs)
+                            run_kwargs, placement(mesh))
 
 
-def evaluate_checked(model, xs, ys, n, loss, batch_size, predict, run_kwargs):
+def evaluate_checked(model, xs, ys, n, loss, batch_size, predict, run_kwargs,
+                     place=SingleDevice()):
     """`evaluate` on data that are already checked."""
+    batch_size = place.batch_size(batch_size)
+    model, xs, ys = place.replicate((model, xs, ys))
     cfg = StepConfig(loss, None, None, predict, tuple(sorted(run_kwargs.items())), False, True)
     eval_batch = programs(cfg).eval_batch
     nb = -(-n // batch_size)
@@ -66,7 +72,7 @@ def evaluate_checked(model, xs, ys, n, loss, batch_size, predict, run_kwargs):
     w = (flat < n).astype(jnp.float32).reshape(nb, batch_size)
     totals = None
     for b in range(idx.shape[0]):
-        out = eval_batch(model, xs, ys, idx[b], w[b])
+        out = eval_batch(model, xs, ys, *place.shard((idx[b], w[b])))
         totals = out if totals is None else jax.tree.map(
             lambda a, c: (a & c) if a.dtype == jnp.bool_ else a + c, totals, out)
     totals = jax.device_get(totals)

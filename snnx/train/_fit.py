@@ -15,6 +15,7 @@ from jaxtyping import PRNGKeyArray, PyTree
 
 from .._checks import check_key, check_run_kwargs, is_int
 from ..neurons import trainable_spec
+from ..parallel._placement import placement
 from ._checkpoint import check_checkpoint, resume_checkpoint, run_record, save_checkpoint
 from ._data import batches, check_batch_size, check_data, check_labels, choose_input
 from ._evaluate import evaluate_checked, rates_by_layer
@@ -45,6 +46,7 @@ def fit(
     progress: bool | AbstractProgressMeter = True,
     opt_state: PyTree | None = None,
     events: bool | Literal["auto"] = "auto",
+    mesh=None,
 ) -> tuple[Any, History]:
     """Train `model` on `train_data` and return it with a per-epoch history.
 
@@ -103,6 +105,10 @@ def fit(
         the model starts with a Linear and the busiest step holds at most 1/12 of the inputs
         (where it measured faster); `True` always converts (or says why it cannot); `False`
         never. `PackedSpikes` convert only with `True`.
+    - `mesh`: data-parallel training: a `jax.sharding.Mesh` with a `"data"` axis or a list
+        of devices (see `snnx.parallel.DataParallel`). Every batch is split over it; the
+        dataset, model and optimiser state are replicated; same numbers as one device.
+        A `batch_size` that does not divide it is padded with weight-0 samples.
 
     **Returns:**
 
@@ -141,8 +147,9 @@ def fit(
             )
         check_labels(model, eys, eT, e_shape, "eval_data", run_kwargs)
     check_checkpoint(checkpoint, resume)
+    place = placement(mesh)
     cfg = make_config(loss, optimizer, regulariser, predict, run_kwargs, stochastic,
-                      last_batch == "pad")
+                      last_batch == "pad" or place.pads(batch_size))
     progs = programs(cfg)
     meter = as_progress_meter(progress)
     has_accuracy = cfg.predict is not None and jnp.issubdtype(ys.dtype, jnp.integer)
@@ -167,13 +174,17 @@ def fit(
             f"use them all or pick a `batch_size` that divides {n}.",
             stacklevel=2,
         )
-    ok = jnp.bool_(True)
+    xs, ys, model, opt_state = place.replicate((xs, ys, model, opt_state))
+    if eval_data is not None:
+        exs, eys = place.replicate((exs, eys))
+    ok = place.replicate(jnp.bool_(True))
     meter.start(epochs, start, scan_epoch)
     for ep in range(start, epochs):
         t0 = time.perf_counter()
         ek = jax.random.fold_in(key, ep)
         idx, w = batches(jax.random.fold_in(ek, 0), n, batch_size, last_batch)
-        keys = jax.random.split(jax.random.fold_in(ek, 1), idx.shape[0])
+        keys = place.replicate(jax.random.split(jax.random.fold_in(ek, 1), idx.shape[0]))
+        idx, w = place.epoch_batches(idx, w)
         if scan_epoch:
             model, opt_state, ok, infos = progs.epoch(model, opt_state, ok, xs, ys, idx, w,
                                                       keys)
@@ -203,7 +214,7 @@ def fit(
         _record_epoch(history, infos, model)
         if eval_data is not None:
             ev = evaluate_checked(model, exs, eys, e_n, loss, eval_batch_size, cfg.predict,
-                                  run_kwargs)
+                                  run_kwargs, place)
             history.append(eval_loss=ev.get("loss"), eval_accuracy=ev.get("accuracy"),
                            eval_rates=ev["rates"])
         history.append(time=time.perf_counter() - t0)

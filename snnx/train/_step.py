@@ -14,6 +14,7 @@ from ..engine import compiler_options, run
 from ..events import SpikeEvents
 from ..metrics import predictor_for
 from ..neurons import trainable_spec
+from ..parallel._placement import placement
 from ._data import gather
 
 
@@ -164,6 +165,7 @@ def make_step(
     regulariser: Callable | None = None,
     predict: Callable | str | None = "auto",
     run_kwargs: dict | None = None,
+    mesh=None,
 ):
     """A compiled training step for custom loops.
 
@@ -183,6 +185,9 @@ def make_step(
     - `predict`: `"auto"` (the predictor matching `loss`, see `snnx.metrics.predictor_for`),
         None, or a function `outputs -> classes` used to count correct samples.
     - `run_kwargs`: extra keyword arguments for `snnx.run` (`mode`, `unroll`, `remat`).
+    - `mesh`: data parallel, as for `fit`: each batch is split over the mesh's `"data"`
+        axis (padded with weight-0 samples when it does not divide); model and optimiser
+        state are replicated on it.
 
     **Returns:**
 
@@ -195,6 +200,7 @@ def make_step(
     per-sample losses. `key` is split over samples and passed to `snnx.run` (dropout,
     stochastic spikes).
     """
+    place = placement(mesh)
     cfg = make_config(loss, optimizer, regulariser, predict, run_kwargs, True, False)
     cfg_w = make_config(loss, optimizer, regulariser, predict, run_kwargs, True, True)
 
@@ -221,6 +227,8 @@ def make_step(
         if not isinstance(xb, SpikeEvents) and not jnp.issubdtype(xb.dtype, jnp.floating):
             xb = xb.astype(jnp.float32)
         check_opt_state(optimizer, model, opt_state)
+        xb, yb, weights = place.user_batch(xb, yb, weights)
+        model, opt_state, key = place.replicate((model, opt_state, key))
         return _step(model, opt_state, xb, yb, weights, key)
 
     return step
