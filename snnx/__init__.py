@@ -8,6 +8,7 @@ from . import (
     encoders as encoders,
     engine as engine,
     events as events,
+    kernels as kernels,
     layers as layers,
     losses as losses,
     metrics as metrics,

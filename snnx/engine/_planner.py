@@ -12,6 +12,7 @@ import jax
 from ..events import SpikeEvents
 from ..layers._abstract import AbstractEventReader, LayerRecord
 from ..layers._util import call_stateless, is_stateful
+from ._fused import AbstractNeuronScan, XLAScan
 from ._table import all_steps_form
 
 
@@ -22,10 +23,13 @@ class RunContext(eqx.Module):
 
     - `unroll`: time steps per scan iteration.
     - `record`: whether every layer's states over time are kept (`snnx.LayerRecord`).
+    - `neuron_scan`: how neurons that declare a fused form (`snnx.kernels.AbstractFusedNeuron`)
+        run their time loop (`snnx.engine.XLAScan` or `PallasScan`).
     """
 
     unroll: int | bool = eqx.field(static=True)
     record: bool = eqx.field(static=True)
+    neuron_scan: AbstractNeuronScan = eqx.field(static=True, default=XLAScan())
 
     def scan(self, layer, xs, state, keys):
         """Scan a stateful layer's one-step call over time: `(ys, state, trace)`."""
