@@ -159,6 +159,9 @@ def test_bad_strategy_arguments():
         PallasScan(block=0)
     with pytest.raises(TypeError, match="`interpret`"):
         PallasScan(interpret="yes")
+    if jax.default_backend() == "cpu":  # compiled kernels need a GPU
+        with pytest.raises(ValueError, match="`PallasScan\\(interpret=False\\)`"):
+            snnx.run(snnx.LIF(5.0), jnp.ones((3, 2)), neuron_scan=PallasScan())
     with pytest.raises(TypeError, match="`neuron_scan`"):
         snnx.run(snnx.LIF(5.0), jnp.ones((3, 2)), neuron_scan="pallas")
 

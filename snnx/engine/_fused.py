@@ -3,6 +3,7 @@
 import abc
 
 import equinox as eqx
+import jax
 
 from .._checks import is_int
 
@@ -55,6 +56,12 @@ class PallasScan(AbstractNeuronScan):
     def run_neuron(self, neuron, xs, state, keys, context):
         from ..kernels._scan import fused_scan
 
+        if not self.interpret and jax.default_backend() == "cpu":
+            raise ValueError(
+                "`PallasScan(interpret=False)` compiles Pallas kernels for a GPU, and this "
+                "run is on CPU: use `PallasScan(interpret=True)` (slow, for tests) or the "
+                "default `snnx.engine.XLAScan()`."
+            )
         if not neuron.fused_supported():
             return context.scan(neuron, xs, state, keys)
         ys, final, trace = fused_scan(neuron, xs, state, block=self.block,

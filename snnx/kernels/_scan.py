@@ -20,6 +20,7 @@ parameters.
 """
 
 import functools
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -51,10 +52,19 @@ def _step_fn(static, state_def, y_dtype):
     return step
 
 
-def _forward_call(step, xs, s0, params, *, block, interpret, y_dtype):
+class _Opts(NamedTuple):
+    """Static kernel options (custom_vjp's non-differentiable argument)."""
+
+    block: int
+    interpret: bool
+    y_dtype: Any
+
+
+def _forward_call(step, xs, s0, params, opts):
     """`(ys (T, N), traces [(T, N)] per state leaf)` by the forward kernel."""
     T, N = xs.shape
     n_s, n_p = len(s0), len(params)
+    block, y_dtype = opts.block, opts.y_dtype
 
     def kernel(*refs):
         x_ref, s_refs, p_refs = refs[0], refs[1:1 + n_s], refs[1 + n_s:1 + n_s + n_p]
@@ -79,7 +89,7 @@ def _forward_call(step, xs, s0, params, *, block, interpret, y_dtype):
         out_specs=[row] * (1 + n_s),
         out_shape=[jax.ShapeDtypeStruct((T, N), y_dtype)]
         + [jax.ShapeDtypeStruct((T, N), a.dtype) for a in s0],
-        interpret=interpret,
+        interpret=opts.interpret,
         name="snnx_fused_neuron_forward",
     )(xs, *s0, *params)
     return out[0], list(out[1:])
@@ -142,26 +152,21 @@ def _backward_call(step, xs, s0, params, traces, dys, dtraces, *, block, interpr
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _fused(step, opts, xs, s0, params):
-    return _forward_call(step, xs, s0, params, **opts)
+    return _forward_call(step, xs, s0, params, opts)
 
 
 def _fused_fwd(step, opts, xs, s0, params):
-    ys, traces = _forward_call(step, xs, s0, params, **opts)
+    ys, traces = _forward_call(step, xs, s0, params, opts)
     return (ys, traces), (xs, s0, params, traces)
 
 
 def _fused_bwd(step, opts, res, cts):
+    # custom_vjp instantiates zero cotangents (symbolic_zeros=False), so both are arrays
     xs, s0, params, traces = res
     dys, dtraces = cts
-    dys = jnp.zeros_like(xs, dtype=opts["y_dtype"]) if _is_zero(dys) else dys
-    dtraces = [jnp.zeros_like(a) if _is_zero(d) else d for a, d in zip(traces, dtraces)]
-    dxs, ds0, dp = _backward_call(step, xs, s0, params, traces, dys, dtraces,
-                                  block=opts["block"], interpret=opts["interpret"])
+    dxs, ds0, dp = _backward_call(step, xs, s0, params, traces, dys, list(dtraces),
+                                  block=opts.block, interpret=opts.interpret)
     return dxs, ds0, dp
-
-
-def _is_zero(ct):
-    return ct is None or type(ct).__name__ == "SymbolicZero"
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -209,17 +214,10 @@ def fused_scan(neuron, xs, state, *, block: int = 128, interpret: bool = False):
     pf = [flat(a, "edge") for a in p_leaves]
     sf = [flat(a, "constant") for a in s_leaves]
     step = _step_fn((p_def, static_part), s_def, y_dtype)
-    opts = dict(block=bn, interpret=bool(interpret), y_dtype=y_dtype)
-    ys, traces = _fused(step, _HashableOpts(opts), xf, sf, pf)
+    ys, traces = _fused(step, _Opts(bn, bool(interpret), y_dtype), xf, sf, pf)
     ys = ys[:, :N].reshape((T,) + shape)
     traces = [a[:, :N].reshape((T,) + shape) for a in traces]
     trace = jax.tree.unflatten(s_def, traces)
     final = jax.tree.map(lambda a: a[-1], trace)
     return ys, final, trace
 
-
-class _HashableOpts(dict):
-    """Static kernel options (custom_vjp's nondiff arguments must hash)."""
-
-    def __hash__(self):
-        return hash(tuple(sorted((k, str(v)) for k, v in self.items())))
