@@ -41,12 +41,14 @@ def build_run_batch(cfg, kind, data, *, time_major):
 
     import snnx
 
+    run_batch = snnx.engine.run_batch  # an AttributeError here: not in this snnx (a row
+    # "not run" in an A/B against an older tree)
     model = snnx_model(cfg)
     params, static = eqx.partition(model, snnx.trainable_spec(model))
     ax = 1 if time_major else 0
 
     def logits(p, x):
-        out, _ = snnx.engine.run_batch(eqx.combine(p, static), x, batch_axis=ax)
+        out, _ = run_batch(eqx.combine(p, static), x, batch_axis=ax)
         return out.max(axis=1 - ax)
 
     x, y = data

@@ -12,11 +12,15 @@ up with `jax.custom_vjp`.
 
 What the kernel can express: any neuron whose one-step call is elementwise over neurons
 (every array leaf of the neuron, every state leaf, the input and the output have the
-layer's shape or broadcast to it) and does not draw random numbers. `snnx.LIF` (without
-`reset_delay`), `snnx.LI`, `snnx.CuBaLIF` (without `reset_delay`) and `snnx.CuBaLI`
-declare it (`AbstractFusedNeuron`), with every reset mode, `detach_reset`, both
-discretisations, any surrogate but the stochastic `EscapeNoise`, and any `trainable`
-parameters.
+layer's shape or broadcast to it) and does not draw random numbers. `snnx.LIF`, `snnx.LI`,
+`snnx.CuBaLIF` and `snnx.CuBaLI` declare it (`AbstractFusedNeuron`), with every reset mode,
+`detach_reset`, `reset_delay`, both discretisations (`exact`, `euler`), scalar or
+per-neuron parameters, any deterministic surrogate (the stochastic `EscapeNoise` falls back
+to the XLA scan), and any `trainable` parameters (tau, threshold, reset, leak, gains).
+Not expressed: neurons that mix neurons within a step (`snnx.Recurrent`'s recurrent
+matmul stays in the XLA scan around its neuron), ALIF/AdEx/Izhikevich/IF (not declared;
+their steps are elementwise too, so declaring them is a one-line change to test), and
+step-major execution (always the XLA scan).
 """
 
 import functools
