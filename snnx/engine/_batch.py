@@ -7,10 +7,11 @@ copy anywhere, while a batch-major `(B, T, ...)` one makes XLA transpose each la
 current `(B, T, n)` to `(T, B, n)` for the time scan (and back in the backward pass).
 Transposing the input itself is no cure: on the SHD-shaped bench network at T=250, batch
 32, copying a batch-major `(B, T, 700)` input to time-major made the training step 1.29x
-the hand-written one, against 1.02x for leaving it batch-major (bench/, workload (e)). So
-this helper never copies the input: it maps over the batch axis where the input has it,
-and the layout is chosen where the batch is made (a gather from a dataset writes the batch
-time-major for free, which is what `snnx.fit` and `snnx.evaluate` do).
+the hand-written one, against 1.02x for leaving it batch-major, and 1.00x for data that
+were time-major from the start (bench/results/timemajor_ab, workload (e)). So this helper
+never copies the input: it maps over the batch axis where the input has it, and the layout
+is best chosen where the batch is made (staging data time-major). `snnx.fit`, `evaluate`
+and `make_step` batch through it, batch-major as their data come.
 """
 
 import jax
