@@ -37,7 +37,7 @@ SETUP = [
     ["-m", "pip", "install", "-q", "setuptools>=64", "setuptools_scm>=8"],
     ["-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "norse==1.1.0"],
 ]
-STEPS = ("a", "sparse", "unroll", "remat", "b", "c", "d")
+STEPS = ("a", "sparse", "unroll", "remat", "b", "c", "d", "e")
 
 
 def setup_env():
@@ -251,6 +251,31 @@ def run_a(res, q):
                 for lib, row in rows.items():
                     if "median_ms" in row:
                         row[key] = row["median_ms"] / rows[ours]["median_ms"]
+
+
+def run_e(res, q):
+    """(e) long-T small-batch: the layout study (snnx rows of several batching patterns
+    against the hand-written step on time-major data)."""
+    import functools
+
+    from workloads import longt
+
+    cfg = longt.config()
+    data = longt.make_data(cfg)
+    _spiking(res, "e", "a", longt, cfg, data, peers=())
+    _equal_note(res, "e", longt, cfg, data)
+    builders = {"snnx": longt.build_snnx,
+                "snnx run_batch": functools.partial(longt.build_run_batch, time_major=False),
+                "snnx run_batch (time-major data)": functools.partial(longt.build_run_batch,
+                                                                      time_major=True),
+                "snnx make_step": longt.build_make_step,
+                "handwritten": _handwritten(longt.build_handwritten)}
+    for kind in ("train", "forward"):
+        rows = _group(res, "e", kind, builders, cfg, data, q["rounds"], q["per_round"])
+        if "snnx" in rows and "median_ms" in rows["snnx"]:
+            for row in rows.values():
+                if "median_ms" in row:
+                    row["speedup_of_snnx"] = row["median_ms"] / rows["snnx"]["median_ms"]
 
 
 def run_sparse(res, q):
@@ -473,6 +498,8 @@ def inner(args):
             if n not in q["d_sizes"] and on_cpu:
                 res.add(f"d N={n}", "train", "snnx", None,
                         note="skipped: a step takes minutes on 2 CPU cores (run on a GPU)")
+    if "e" in only:
+        run_e(res, q)
     info["machine"]["loadavg_end"] = os.getloadavg()
     info["wall_s"] = time.time() - t0
     info["backend"] = jax.default_backend()

@@ -10,6 +10,7 @@ from . import (
     engine as engine,
     events as events,
     init as init,
+    kernels as kernels,
     layers as layers,
     losses as losses,
     metrics as metrics,

@@ -91,7 +91,7 @@ def check_key(key, name: str = "key", what: str = "") -> None:
         )
 
 
-RUN_OPTIONS = ("mode", "unroll", "remat")
+RUN_OPTIONS = ("mode", "unroll", "remat", "neuron_scan")
 
 
 def check_run_kwargs(run_kwargs) -> dict:

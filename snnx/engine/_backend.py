@@ -5,6 +5,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ._fused import AbstractNeuronScan, XLAScan
+
 
 def default_unroll() -> int:
     """The scan unroll used when `snnx.run(..., unroll=None)`, chosen per backend.
@@ -15,6 +17,17 @@ def default_unroll() -> int:
     training step of bench/ workload (a) from 11.4 to 2.3 ms).
     """
     return 1 if jax.default_backend() == "cpu" else 8
+
+
+def default_neuron_scan() -> AbstractNeuronScan:
+    """The time-loop strategy of fused-capable neurons when `snnx.run(..., neuron_scan=None)`.
+
+    `snnx.engine.XLAScan()` on every backend. The Pallas kernels (`snnx.engine.PallasScan`)
+    are opt-in until they are measured faster on a backend (as `default_unroll` was): on
+    CPU they only run in Pallas' interpreter, and their GPU speed is not yet measured
+    (bench/gpu_fused.py is the prepared measurement).
+    """
+    return XLAScan()
 
 
 # XLA:CPU hands convolutions to YNNPACK by default, which on the SNN shapes measured here

@@ -1,7 +1,9 @@
 """The planner: how `snnx.run` runs each layer over a whole sequence.
 
 Every layer is asked what it declares (`snnx.layers._abstract`): an all-steps form (its own,
-or the table's for an `equinox.nn` layer) runs the whole sequence at once; otherwise a
+or the table's for an `equinox.nn` layer) runs the whole sequence at once; a neuron that
+declares a fused form (`snnx.kernels.AbstractFusedNeuron`) runs its time loop as the run's
+neuron-scan strategy says (XLA scan by default, or the Pallas kernels); otherwise a
 stateful layer's one-step call is scanned and a stateless layer is mapped over time. No
 branch here names a concrete layer type, so a new layer kind never edits this file.
 """
@@ -10,8 +12,10 @@ import equinox as eqx
 import jax
 
 from ..events import SpikeEvents
+from ..kernels._abstract import AbstractFusedNeuron
 from ..layers._abstract import AbstractEventReader, LayerRecord
 from ..layers._util import call_stateless, is_stateful
+from ._fused import AbstractNeuronScan, XLAScan
 from ._table import all_steps_form
 
 
@@ -22,10 +26,13 @@ class RunContext(eqx.Module):
 
     - `unroll`: time steps per scan iteration.
     - `record`: whether every layer's states over time are kept (`snnx.LayerRecord`).
+    - `neuron_scan`: how neurons that declare a fused form (`snnx.kernels.AbstractFusedNeuron`)
+        run their time loop (`snnx.engine.XLAScan` or `PallasScan`).
     """
 
     unroll: int | bool = eqx.field(static=True)
     record: bool = eqx.field(static=True)
+    neuron_scan: AbstractNeuronScan = eqx.field(static=True, default=XLAScan())
 
     def scan(self, layer, xs, state, keys):
         """Scan a stateful layer's one-step call over time: `(ys, state, trace)`."""
@@ -60,6 +67,8 @@ class RunContext(eqx.Module):
             return form.all_steps(xs, state, keys=keys, context=self)
         if isinstance(xs, SpikeEvents):
             xs = xs.to_dense()
+        if isinstance(layer, AbstractFusedNeuron):  # the strategy picks its loop
+            return self.neuron_scan.run_neuron(layer, xs, state, keys, self)
         if is_stateful(layer):
             return self.scan(layer, xs, state, keys)
         return self.map_steps(layer, xs, keys), None, None

@@ -12,6 +12,7 @@ from ..layers._abstract import LayerRecord
 from ..layers._util import is_stateful, layer_name
 from ..layers.sequential import Sequential
 from ._backend import default_unroll
+from ._fused import AbstractNeuronScan, as_neuron_scan
 from ._planner import RunContext
 from ._remat import AbstractRemat, as_remat
 from ._table import all_steps_form
@@ -143,6 +144,7 @@ def run(
     unroll: int | bool | None = None,
     remat: bool | int | AbstractRemat = False,
     record: bool = False,
+    neuron_scan: AbstractNeuronScan | None = None,
 ):
     """Run a model over a whole input sequence (one sample; batch with `jax.vmap`).
 
@@ -188,6 +190,12 @@ def run(
         steps, so the `(T, ...)` currents between layers are not stored either. At T=2000
         on an SHD-shaped network `True` needs 0.44x the memory at no extra time (bench/).
     - `record`: if True, also return every layer's outputs and states over time.
+    - `neuron_scan`: how neurons with a fused form (`snnx.LIF`, `LI`, `CuBaLIF`, `CuBaLI`:
+        `snnx.kernels.AbstractFusedNeuron`) run their time loop in layer-major mode:
+        `snnx.engine.XLAScan()` (a `lax.scan` of the one-step call) or
+        `snnx.engine.PallasScan()` (one Pallas kernel over all steps, forward and
+        backward; opt-in, GPU speed unmeasured). None: `snnx.engine.default_neuron_scan()`
+        (`XLAScan` on every backend). Same numbers either way.
 
     **Returns:**
 
@@ -209,7 +217,8 @@ def run(
         )
     if mode not in ("auto", "layer", "step"):
         raise ValueError(f"`mode` must be 'auto', 'layer' or 'step', got {mode!r}.")
-    ctx = RunContext(unroll=_check_unroll(unroll), record=bool(record))
+    ctx = RunContext(unroll=_check_unroll(unroll), record=bool(record),
+                     neuron_scan=as_neuron_scan(neuron_scan))
     remat = as_remat(remat)
     events = isinstance(xs, SpikeEvents)
     if events:

@@ -8,7 +8,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_dt, shape_tuple
-from ..spikes import AbstractSurrogate
+from ..kernels._abstract import AbstractFusedNeuron
+from ..spikes import AbstractSurrogate, EscapeNoise
 from ._abstract import AbstractContinuousNeuron
 from ._dynamics import (
     Method,
@@ -82,7 +83,7 @@ def _betas_to_taus(cls, alpha, beta, dt):
     return dt / (1.0 - a), dt / (1.0 - b)
 
 
-class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
+class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron, AbstractFusedNeuron):
     r"""Current-based leaky integrate-and-fire neuron (NIR `CubaLIF`).
 
     $$ \tau_s \frac{di}{dt} = -i + w_\text{in} I(t), \qquad
@@ -100,6 +101,9 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     - `dt`, `reset_mode`, `surrogate`, `method`, `detach_reset`, `trainable`,
         `reset_delay`: as for `snnx.LIF` (`reset_delay=True` reproduces snnTorch's
         `Synaptic`, whose default subtracts the threshold one step late).
+
+    Its all-steps form can run as one fused Pallas kernel (opt-in, see `snnx.LIF`), except
+    with the stochastic `EscapeNoise` surrogate.
     """
 
     _parameters: ClassVar[dict[str, str]] = {
@@ -186,6 +190,9 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     tau_syn = log_parameter("log_tau_syn", "The synaptic time constant.")
     tau_mem = log_parameter("log_tau_mem", "The membrane time constant.")
 
+    def fused_supported(self) -> bool:
+        return not isinstance(self.surrogate, EscapeNoise)
+
     def init_state(self, shape, dtype=jnp.float32) -> CuBaState:
         shape = shape_tuple(shape)
         self._check_layer_shape(shape)
@@ -215,7 +222,7 @@ class CuBaLIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
                                                  v_reset))
 
 
-class CuBaLI(AbstractParametrisedNeuron, AbstractContinuousNeuron):
+class CuBaLI(AbstractParametrisedNeuron, AbstractContinuousNeuron, AbstractFusedNeuron):
     r"""Current-based leaky integrator (NIR `CubaLI`): `snnx.CuBaLIF` without spikes.
 
     $$ \tau_s \frac{di}{dt} = -i + w_\text{in} I(t), \qquad
@@ -227,6 +234,8 @@ class CuBaLI(AbstractParametrisedNeuron, AbstractContinuousNeuron):
 
     - `tau_syn`, `tau_mem`, `r`, `v_leak`, `w_in`, `dt`, `method`, `trainable`: as for
         `snnx.CuBaLIF`.
+
+    Its all-steps form can run as one fused Pallas kernel (opt-in, see `snnx.LIF`).
     """
 
     _parameters: ClassVar[dict[str, str]] = {

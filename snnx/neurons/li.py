@@ -8,6 +8,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_dt, shape_tuple
+from ..kernels._abstract import AbstractFusedNeuron
 from ._abstract import AbstractContinuousNeuron
 from ._dynamics import Method, beta_to_tau, decay_and_gain
 from ._params import AbstractParametrisedNeuron, log_parameter
@@ -19,7 +20,7 @@ class LIState(NamedTuple):
     v: Array
 
 
-class LI(AbstractParametrisedNeuron, AbstractContinuousNeuron):
+class LI(AbstractParametrisedNeuron, AbstractContinuousNeuron, AbstractFusedNeuron):
     r"""Leaky integrator (NIR `LI`): a non-spiking readout whose output is its membrane.
 
     $$ \tau \frac{dv}{dt} = (v_\text{leak} - v) + r\, I(t) $$
@@ -32,6 +33,8 @@ class LI(AbstractParametrisedNeuron, AbstractContinuousNeuron):
 
     - `tau`: time constant, > 0. `r`: gain (default 1). `v_leak`: rest (default 0).
     - `dt`, `method`, `trainable`: as for `snnx.LIF`.
+
+    Its all-steps form can run as one fused Pallas kernel (opt-in, see `snnx.LIF`).
     """
 
     _parameters: ClassVar[dict[str, str]] = {"tau": "log_tau", "r": "r", "v_leak": "v_leak"}

@@ -8,7 +8,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_dt, shape_tuple
-from ..spikes import AbstractSurrogate
+from ..kernels._abstract import AbstractFusedNeuron
+from ..spikes import AbstractSurrogate, EscapeNoise
 from ._abstract import AbstractContinuousNeuron
 from ._dynamics import (
     Method,
@@ -30,7 +31,7 @@ class LIFState(NamedTuple):
     v: Array
 
 
-class LIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
+class LIF(AbstractParametrisedNeuron, AbstractContinuousNeuron, AbstractFusedNeuron):
     r"""Leaky integrate-and-fire neuron (NIR `LIF` conventions).
 
     $$ \tau \frac{dv}{dt} = (v_\text{leak} - v) + r\, I(t) $$
@@ -68,6 +69,10 @@ class LIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
         $v_{t+1} = \beta v_t + x_t - s_t \vartheta$ with $s_t = H(v_t - \vartheta)$ from the
         unreset membrane, which is also what the state (and `record=True`) then holds.
         Default False (NIR's semantics: the reset happens at the spike).
+
+    Its all-steps form can run as one fused Pallas kernel
+    (`snnx.run(..., neuron_scan=snnx.engine.PallasScan())`, opt-in) with every option
+    above except the stochastic `EscapeNoise` surrogate, which keeps the XLA scan.
     """
 
     _parameters: ClassVar[dict[str, str]] = {
@@ -154,6 +159,9 @@ class LIF(AbstractParametrisedNeuron, AbstractContinuousNeuron):
     def beta(self) -> Array:
         """The per-step decay factor."""
         return decay_and_gain(self.tau, self.dt, self.method)[0]
+
+    def fused_supported(self) -> bool:
+        return not isinstance(self.surrogate, EscapeNoise)
 
     def init_state(self, shape, dtype=jnp.float32) -> LIFState:
         shape = shape_tuple(shape)

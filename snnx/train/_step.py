@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from .._checks import check_run_kwargs
-from ..engine import compiler_options, run
+from ..engine import compiler_options, run_batch
 from ..events import SpikeEvents
 from ..metrics import predictor_for
 from ..neurons import trainable_spec
@@ -75,14 +75,14 @@ def make_config(loss, optimizer, regulariser, predict, run_kwargs, stochastic, p
                       bool(per_sample))
 
 
-def _forward(model, xb, key, run_kwargs):
-    def one(x, k):
-        outs, _, recs = run(model, x, key=k, record=True, **run_kwargs)
-        return outs, recs
-
-    if key is None:
-        return jax.vmap(lambda x: one(x, None))(xb)
-    return jax.vmap(one)(xb, jax.random.split(key, xb.shape[0]))
+def _forward(model, xb, key, run_kwargs, batch_axis=0):
+    """Batch-major `(outputs, records)`; `xb` has its batch on `batch_axis` (1: time-major,
+    the layout without transposes inside the run, see `snnx.engine.run_batch`)."""
+    outs, _, recs = run_batch(model, xb, key=key, record=True, batch_axis=batch_axis,
+                              **run_kwargs)
+    if batch_axis:
+        outs, recs = jax.tree.map(lambda a: jnp.moveaxis(a, batch_axis, 0), (outs, recs))
+    return outs, recs
 
 
 def _layer_stats(recs, w):
