@@ -9,6 +9,7 @@ from . import (
     engine as engine,
     events as events,
     layers as layers,
+    learn as learn,
     losses as losses,
     metrics as metrics,
     neurons as neurons,
