@@ -90,7 +90,7 @@ def test_stdp_pair_window(dtype, getkey):
 
 def test_multiplicative_bounds_closed_form(dtype):
     """Soft bounds: one pair scales by (w_max - w) or (w - w_min); weights stay inside."""
-    w0, w_min, w_max = 0.3, -0.2, 0.8
+    w0, w_min, w_max = 0.3, -0.2, 1.5
     for lag in (3, -4):
         pre = np.zeros((20, 1))
         pre[8] = 1.0
