@@ -114,8 +114,8 @@ def test_multiplicative_bounds_closed_form(dtype):
 def test_bounds_hold_under_heavy_potentiation(getkey):
     xs = (jax.random.uniform(getkey(), (300, 6)) < 0.5).astype(jnp.float32)
     for bound in (Additive(0.0, 0.5), Multiplicative(0.0, 0.5)):
-        layer = STDP(snnx.LIF(tau=3.0), 6, 4, key=getkey(), init_scale=1.0, a_plus=0.05,
-                     a_minus=0.0, bound=bound)
+        layer = STDP(snnx.LIF(tau=3.0, v_threshold=0.3), 6, 4, key=getkey(), init_scale=1.0,
+                     a_plus=0.05, a_minus=0.0, bound=bound)
         _, final = snnx.run(layer, xs)
         w = np.asarray(final.weight)
         assert w.min() >= 0.0 and w.max() <= 0.5 + 1e-6
