@@ -1,5 +1,15 @@
 """Local and bio-plausible learning rules: STDP, e-prop, feedback alignment, PAL."""
 
+from ._eprop import (
+    AbstractFeedback as AbstractFeedback,
+    EpropState as EpropState,
+    RandomFeedback as RandomFeedback,
+    Symmetric as Symmetric,
+    eprop_grad as eprop_grad,
+    eprop_gradients as eprop_gradients,
+    eprop_init as eprop_init,
+    eprop_step as eprop_step,
+)
 from ._stdp import (
     STDP as STDP,
     AbstractBound as AbstractBound,
