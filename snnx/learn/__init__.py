@@ -10,6 +10,17 @@ from ._eprop import (
     eprop_init as eprop_init,
     eprop_step as eprop_step,
 )
+from ._feedback import (
+    PAL as PAL,
+    AbstractFeedbackRule as AbstractFeedbackRule,
+    Fixed as Fixed,
+    RateNetwork as RateNetwork,
+    alignment_angle as alignment_angle,
+    feedback_alignment_grad as feedback_alignment_grad,
+    feedback_step as feedback_step,
+    init_feedback as init_feedback,
+    pal_update as pal_update,
+)
 from ._stdp import (
     STDP as STDP,
     AbstractBound as AbstractBound,
