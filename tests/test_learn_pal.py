@@ -92,15 +92,19 @@ def test_pal_aligns_feedback_and_fixed_does_not(getkey):
 
     def train(rule):
         @eqx.filter_jit
-        def step(net, fb, st, k):
-            loss, g, fb = feedback_step(net, fb, xs, ys, _loss, rule, key=k)
-            up, st = opt.update(g, st, eqx.filter(net, eqx.is_inexact_array))
-            return eqx.apply_updates(net, up), fb, st
+        def run(net, fb):
+            def body(carry, k):
+                net, fb, st = carry
+                _, g, fb = feedback_step(net, fb, xs, ys, _loss, rule, key=k)
+                up, st = opt.update(g, st, eqx.filter(net, eqx.is_inexact_array))
+                return (eqx.apply_updates(net, up), fb, st), None
 
-        net, fb, st = net0, fb0, opt.init(eqx.filter(net0, eqx.is_inexact_array))
-        for k in jax.random.split(jax.random.key(0), 40):
-            net, fb, st = step(net, fb, st, k)
-        return np.asarray(alignment_angle(fb, net))
+            st = opt.init(eqx.filter(net, eqx.is_inexact_array))
+            (net, fb, _), _ = jax.lax.scan(body, (net, fb, st),
+                                           jax.random.split(jax.random.key(0), 40))
+            return alignment_angle(fb, net)
+
+        return np.asarray(run(net0, fb0))
 
     start = np.asarray(alignment_angle(fb0, net0))
     pal = train(PAL(noise=0.1, steps=8, eta=10.0))
