@@ -28,12 +28,10 @@ def _cast(tree, dtype):
     return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree)
 
 
-@pytest.mark.parametrize("noisy", [False, True])
-def test_fa_with_transposed_weights_is_backprop(noisy, dtype, getkey):
+def test_fa_with_transposed_weights_is_backprop(dtype, getkey):
     net = _cast(RateNetwork((5, 7, 6, 3), key=getkey()), dtype)
     x = jax.random.normal(getkey(), (5,), dtype)
-    noise = ([0.1 * jax.random.normal(getkey(), (n,), dtype) for n in (7, 6)]
-             if noisy else None)
+    noise = [0.1 * jax.random.normal(getkey(), (n,), dtype) for n in (7, 6)]
     transposed = tuple(layer.weight.T for layer in net.layers[1:])
 
     @eqx.filter_jit
@@ -82,8 +80,9 @@ def test_feedback_step_correlation_by_hand(getkey):
     np.testing.assert_allclose(new - fb[0], jnp.outer(xi[1], r[1] - r[0]), atol=1e-6)
 
 
-def test_pal_aligns_feedback_and_fixed_does_not(getkey):
-    """A small regression-style task: PAL drives the angle between B and W^T far down."""
+def test_pal_aligns_feedback(getkey):
+    """A small classification task: PAL drives the angle between B and W^T far down (the
+    notebook compares it with fixed feedback on digits)."""
     net0 = RateNetwork((6, 12, 10, 4), key=getkey())
     fb0 = init_feedback(net0, key=getkey())
     xs = jax.random.normal(getkey(), (32, 6))
@@ -108,10 +107,8 @@ def test_pal_aligns_feedback_and_fixed_does_not(getkey):
 
     start = np.asarray(alignment_angle(fb0, net0))
     pal = train(PAL(noise=0.1, steps=8, eta=10.0))
-    fixed = train(Fixed(noise=0.1, steps=8))
     assert np.all(start > 60)
     assert np.all(pal < 30), pal
-    assert np.all(pal < fixed - 20), (pal, fixed)
 
 
 def test_alignment_angle(getkey):
