@@ -53,7 +53,7 @@ NEURONS = {
     "lif_detached_reset": lambda: snnx.LIF(tau=4.0, detach_reset=True),
     "lif_reset_with_gradient": lambda: snnx.LIF(tau=4.0, detach_reset=False),
     "alif": lambda: snnx.ALIF(tau=4.0, tau_adapt=10.0, adapt_strength=0.5),
-    "cuba": lambda: snnx.CuBaLIF(tau_syn=2.0, tau_mem=4.0),
+    "cuba": lambda: snnx.CuBaLIF(tau_syn=2.0, tau_mem=4.0, detach_reset=False),
 }
 
 
@@ -67,8 +67,8 @@ def test_eprop_equals_bptt_without_recurrence(name, dtype, getkey):
 
 @pytest.mark.parametrize("name", ["lif_reset_with_gradient", "cuba"])
 def test_eprop_equals_bptt_other_neurons(name, getkey):
-    """The eligibility comes from the neuron's own jvp: a reset that carries gradient and a
-    two-variable (current-based) neuron are exact too."""
+    """The eligibility comes from the neuron's own jvp: a reset that carries gradient (LIF)
+    and a two-variable neuron with a gradient-carrying reset (CuBaLIF) are exact too."""
     _check_exact(name, jnp.float32, getkey)
 
 
