@@ -12,6 +12,7 @@ from . import (
     init as init,
     kernels as kernels,
     layers as layers,
+    learn as learn,
     losses as losses,
     metrics as metrics,
     neurons as neurons,
