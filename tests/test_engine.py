@@ -212,3 +212,21 @@ def test_readme_own_layer_example_runs_layer_major(getkey):
     np.testing.assert_allclose(layer, step, rtol=1e-5, atol=1e-5)
     assert 0.01 < float(layer.mean()) < 0.99  # the compared network spikes
     assert "scan" not in str(jax.make_jaxpr(lambda x: snnx.run(leak, x, s0)[0])(xs))
+
+
+def test_conv_stack_runs_in_the_input_dtype(dtype, getkey):
+    # the state and shape probe follow the input's dtype: a float64 Conv used to be refused
+    # because the shapes were propagated with a float32 probe
+    conv = eqx.nn.Conv2d(1, 2, 3, key=getkey(), dtype=dtype)
+    model = snnx.Sequential([conv, snnx.LIF(5.0), snnx.Flatten()])
+    xs = jax.random.uniform(getkey(), (4, 1, 6, 6), dtype) * 3.0
+    ys, state = snnx.run(model, xs, mode="layer")
+    ys_step, _ = snnx.run(model, xs, mode="step")
+    assert ys.dtype == dtype and jax.tree.leaves(state)[0].dtype == dtype
+    # reference: the convolution applied frame by frame, then the neuron scan
+    currents = jax.vmap(conv)(xs)
+    lif = model.layers[1]
+    _, spikes = jax.lax.scan(lambda s, c: lif(c, s)[::-1], lif.init_state(currents.shape[1:],
+                             dtype), currents)
+    np.testing.assert_array_equal(ys, spikes.reshape(4, -1))
+    np.testing.assert_array_equal(ys_step, ys)

@@ -9,7 +9,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 from .._checks import check_key, is_int
 from ..events import SpikeEvents
 from ..layers._abstract import LayerRecord
-from ..layers._util import is_stateful, layer_name
+from ..layers._util import init_layer_state, is_stateful, layer_name
 from ..layers.sequential import Sequential
 from ._backend import default_unroll
 from ._fused import AbstractNeuronScan, as_neuron_scan
@@ -237,11 +237,13 @@ def run(
     if not events and not jnp.issubdtype(xs.dtype, jnp.floating):
         xs = xs.astype(jnp.float32)
     step_shape = tuple(xs.shape[1:])
+    # shapes are propagated in the input's dtype: a float64 Conv cannot take a float32 probe
+    dtype = jnp.float32 if events else xs.dtype
     if state is None:
-        state = model.init_state(step_shape)
+        state = init_layer_state(model, step_shape, dtype)
     else:
-        _check_state(model, state, step_shape)
-    state = _settle_dtypes(model, step_shape, jnp.float32 if events else xs.dtype, state)
+        _check_state(model, state, step_shape, dtype)
+    state = _settle_dtypes(model, step_shape, dtype, state)
 
     T = xs.shape[0]
     keys = None
@@ -272,8 +274,8 @@ def run(
     return ys, state
 
 
-def _check_state(model, state, step_shape):
-    expected = jax.eval_shape(lambda: model.init_state(step_shape))
+def _check_state(model, state, step_shape, dtype):
+    expected = jax.eval_shape(lambda: init_layer_state(model, step_shape, dtype))
     exp_struct = jax.tree.structure(expected)
     got_struct = jax.tree.structure(state)
     if exp_struct != got_struct:
