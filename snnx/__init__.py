@@ -7,6 +7,7 @@ threads that state through a compiled `lax.scan`.
 from . import (
     encoders as encoders,
     engine as engine,
+    eventprop as eventprop,
     events as events,
     layers as layers,
     losses as losses,
