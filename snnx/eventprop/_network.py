@@ -310,5 +310,5 @@ def _warn_if_lossy(outs):
                 warnings.warn(
                     f"EventPropNetwork layer {i}: {int(n)} spikes {what} (no gradient for "
                     f"them; `overflow`/`late` in the result count them): {fix}.",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
