@@ -45,7 +45,8 @@ def _net(key, *, readout="spikes", recurrent=False, capacity=20, bias=True, dtyp
     return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, net)
 
 
-def _input(key, T=50, n=3, dtype=jnp.float64):
+def _input(key, T=50, n=3, dtype=None):
+    dtype = jnp.result_type(float) if dtype is None else dtype  # float64 under x64
     return (jax.random.uniform(key, (T, n)) < 0.15).astype(dtype)
 
 
@@ -173,8 +174,9 @@ def test_float32_jit_vmap(getkey):
     def loss(net, xb, yb):
         return first_spike_ce(jax.vmap(net.readout)(xb), yb)
 
-    g = eqx.filter_jit(eqx.filter_grad(loss))(net32, xb, labels)
-    per = [eqx.filter_grad(loss)(net32, xb[i:i + 1], labels[i:i + 1]) for i in range(2)]
+    grad = eqx.filter_jit(eqx.filter_grad(loss))
+    g = grad(net32, xb, labels)
+    per = [grad(net32, xb[i:i + 1], labels[i:i + 1]) for i in range(2)]
     for a, b, c in zip(jax.tree.leaves(g), jax.tree.leaves(per[0]), jax.tree.leaves(per[1])):
         assert a.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(a)))
         np.testing.assert_allclose(np.asarray(a), 0.5 * np.asarray(b + c), rtol=1e-4, atol=1e-6)
@@ -182,7 +184,7 @@ def test_float32_jit_vmap(getkey):
     try:
         net64 = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a)
                              else a, net32)
-        g64 = eqx.filter_grad(loss)(net64, xb.astype(jnp.float64), labels)
+        g64 = grad(net64, xb.astype(jnp.float64), labels)
     finally:
         jax.config.update("jax_enable_x64", False)
     w32, w64 = np.asarray(g.linears[0].weight), np.asarray(g64.linears[0].weight)
