@@ -8,6 +8,7 @@ from . import (
     asynchronous as asynchronous,
     encoders as encoders,
     engine as engine,
+    eventprop as eventprop,
     events as events,
     init as init,
     kernels as kernels,

@@ -1,0 +1,117 @@
+"""Closed-form pieces of the current-based LIF system between spikes.
+
+With $u$ the time since a step started, $\\alpha(h) = e^{-h/\\tau_s}$, $\\beta(h) =
+e^{-h/\\tau_m}$ and $\\kappa(h) = \\tau_s(\\alpha(h) - \\beta(h)) / (\\tau_s - \\tau_m)$, the
+membrane response to a synaptic current $i_0$ is $r\\kappa(h) i_0$ (the kernel of
+`snnx.neurons.cuba._cuba_step`). The forward state map over $h$ is
+$\\Phi(h) = [[\\beta, r\\kappa], [0, \\alpha]]$ on $(v - v_\\text{leak}, i)$; the adjoint
+$(\\lambda_V, \\lambda_I)$ goes back in time with its transpose.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+
+class Consts(NamedTuple):
+    """One layer's neuron constants, each `(N,)`: no gradient flows to them."""
+
+    ts: Array  # synaptic time constant
+    tm: Array  # membrane time constant
+    r: Array
+    vl: Array  # leak (rest) potential
+    th: Array  # threshold
+    vr: Array  # reset potential
+    c: Array  # synaptic current jump per unit input weight: w_in / tau_syn
+
+
+def alpha(h, k: Consts):
+    return jnp.exp(-h / k.ts)
+
+
+def beta(h, k: Consts):
+    return jnp.exp(-h / k.tm)
+
+
+def kappa(h, k: Consts):
+    return k.ts * (alpha(h, k) - beta(h, k)) / (k.ts - k.tm)
+
+
+def adjoint_back(lv, li, h, k: Consts):
+    """The adjoint `h` earlier: $\\Phi(h)^T (\\lambda_V, \\lambda_I)$."""
+    return beta(h, k) * lv, alpha(h, k) * li + k.r * kappa(h, k) * lv
+
+
+def _col(a):
+    return a[:, None]
+
+
+def _kc(k: Consts) -> Consts:
+    return Consts(*(_col(a) for a in k))
+
+
+def vi_at(u, v0, i0, k: Consts, wm, amp, off):
+    """Membrane and current at time `u` (per neuron, `(N,)`) into a step, without a reset.
+
+    `v0`, `i0`: the state just after the step's aligned inputs (at `u = 0`). `wm` `(N, M)`,
+    `amp` `(M,)`, `off` `(M,)`: in-step input events (weight column times amplitude, arriving
+    at offset `off`); `wm is None` for none.
+    """
+    v = k.vl + beta(u, k) * (v0 - k.vl) + k.r * kappa(u, k) * i0
+    i = alpha(u, k) * i0
+    if wm is not None:
+        h = _col(u) - off[None, :]
+        on = h > 0
+        hh = jnp.where(on, h, 0.0)
+        kc = _kc(k)
+        jump = jnp.where(on, _col(k.c) * wm * amp[None, :], 0.0)
+        v = v + jnp.sum(jump * kc.r * kappa(hh, kc), axis=1)
+        i = i + jnp.sum(jump * alpha(hh, kc), axis=1)
+    return v, i
+
+
+def aligned_max(v0, i0, dt, k: Consts):
+    """The largest membrane value over `[0, dt]` of a step without in-step inputs, and where.
+
+    $v(u) - v_\\text{leak} = A e^{-u/\\tau_m} + B e^{-u/\\tau_s}$ has at most one extremum.
+    """
+    b = k.r * i0 * k.ts / (k.ts - k.tm)
+    a = v0 - k.vl - b
+    ratio = -(b * k.tm) / jnp.where(a == 0, 1.0, a * k.ts)
+    ok = (ratio > 0) & (a != 0)
+    u = jnp.log(jnp.where(ok, ratio, 1.0)) / (1.0 / k.ts - 1.0 / k.tm)
+    u = jnp.where(ok, jnp.clip(u, 0.0, dt), dt)
+    v_u = k.vl + beta(u, k) * (v0 - k.vl) + k.r * kappa(u, k) * i0
+    return v_u, u
+
+
+def crossing(lo, hi, v0, i0, k: Consts, wm, amp, off, n_bisect: int, n_newton: int):
+    """The time in `[lo, hi]` where the membrane reaches threshold (`v(lo) < th <= v(hi)`):
+    bisection, then safeguarded Newton steps on the closed form (quadratic convergence to
+    the float's precision)."""
+
+    def g(u):
+        v, i = vi_at(u, v0, i0, k, wm, amp, off)
+        return v - k.th, (k.vl - v + k.r * i) / k.tm
+
+    def bis(_, c):
+        lo_, hi_ = c
+        mid = 0.5 * (lo_ + hi_)
+        up = g(mid)[0] >= 0
+        return jnp.where(up, lo_, mid), jnp.where(up, mid, hi_)
+
+    lo, hi = jax.lax.fori_loop(0, n_bisect, bis, (lo, hi))
+
+    def newton(_, c):
+        u, lo_, hi_ = c
+        f, df = g(u)
+        up = f >= 0
+        lo_, hi_ = jnp.where(up, lo_, u), jnp.where(up, u, hi_)
+        step = u - f / jnp.where(df > 0, df, 1.0)
+        u = jnp.where((df > 0) & (step > lo_) & (step < hi_), step, 0.5 * (lo_ + hi_))
+        return u, lo_, hi_
+
+    u, _, _ = jax.lax.fori_loop(0, n_newton, newton, (0.5 * (lo + hi), lo, hi))
+    return u
