@@ -239,7 +239,8 @@ def test_x64_states_follow_the_computation():
 
 
 def test_run_kwargs_and_run_key_are_checked():
-    with pytest.raises(ValueError, match=r"`run_kwargs` may set \['mode', 'unroll', 'remat', 'neuron_scan'\]"):
+    allowed = r"`run_kwargs` may set \['mode', 'unroll', 'remat', 'neuron_scan'\]"
+    with pytest.raises(ValueError, match=allowed):
         _fit(_data(), run_kwargs={"record": True})
     with pytest.raises(ValueError, match=r"`run_kwargs` may set"):
         snnx.make_step(losses.ce_max_membrane, _OPT, run_kwargs={"unrol": 2})
