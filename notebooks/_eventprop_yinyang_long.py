@@ -16,8 +16,7 @@ import numpy as np
 import optax
 
 import snnx
-from snnx.eventprop import (EventPropNetwork, count_regulariser, first_spike_ce,
-                            predict_first_spike)
+from snnx.eventprop import EventPropNetwork, count_regulariser, first_spike_ce, predict_first_spike
 
 N_TRAIN = int(os.environ.get("YY_N", 3000))
 EPOCHS = int(os.environ.get("YY_E", 20))
