@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 
 ## Run the test suite (including the notebooks).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check snnx tests bench

@@ -17,6 +17,9 @@ import snnx
 from snnx import losses, train
 from snnx.train import _checkpoint
 
+# the module-scoped fixture is expensive: keep this file on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("checkpoint")
+
 N, T, D, C = 16, 4, 4, 2
 _OPT = optax.adam(5e-2)  # one object: `fit` caches its compiled programs per optimizer
 

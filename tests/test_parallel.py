@@ -23,6 +23,9 @@ from snnx import parallel as par
 
 LOSS = snnx.losses.ce_max_membrane
 
+# the module-scoped fixture is expensive: keep this file on one xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("parallel")
+
 
 def model_and_data(dtype, depth=2, n=24, T=8, n_in=10):
     k = jax.random.split(jax.random.key(0), 8)
