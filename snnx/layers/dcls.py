@@ -21,7 +21,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 from .._checks import check_dt, shape_tuple
 from ._abstract import AbstractAllSteps, AbstractStatefulLayer
 from .delay import DelayState
-from .delayed import DelayedLinear, check_sizes
+from .delayed import DelayedLinear, check_sizes, init_synapses
 from .queues import AbstractQueue
 
 
@@ -107,15 +107,14 @@ class DCLSLinear(AbstractStatefulLayer, AbstractAllSteps):
         key: PRNGKeyArray | None = None,
     ):
         cls = "DCLSLinear"
-        check_sizes(cls, in_features=in_features, out_features=out_features, max_delay=max_delay)
         shape = (out_features, in_features)
-        if (centre is None or weight is None) and key is None:
-            raise ValueError(f"{cls} `key` is needed to initialise the weights or centres.")
-        wkey, ckey = jax.random.split(key) if key is not None else (None, None)
-        if weight is None:
-            weight = eqx.nn.Linear(in_features, out_features, use_bias=False, key=wkey).weight
-        if centre is None:
-            centre = jax.random.uniform(ckey, shape, maxval=float(max_delay))
+        def draw_centres(k):
+            return jax.random.uniform(k, shape, maxval=float(max_delay))
+
+        weight, centre = init_synapses(
+            cls, in_features, out_features, max_delay, key=key, weight=weight,
+            other=("centres", centre, draw_centres),
+        )
         for name, value in (("weight", weight), ("centre", centre)):
             if jnp.shape(value) != shape:
                 raise ValueError(f"{cls} `{name}` must have shape {shape}, got {jnp.shape(value)}.")

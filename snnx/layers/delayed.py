@@ -34,6 +34,20 @@ def check_delays(cls: str, delay: ArrayLike, shape: tuple[int, int], max_delay: 
     return d.astype(jnp.int32)
 
 
+def init_synapses(cls, in_features, out_features, max_delay, *, key, weight, other):
+    """The weights and one other per-synapse array of a delayed projection, each drawn from
+    `key` where the user gave none (`other` = `(plural name, value or None, draw(key))`);
+    the sizes are checked first."""
+    check_sizes(cls, in_features=in_features, out_features=out_features, max_delay=max_delay)
+    name, value, draw = other
+    if (value is None or weight is None) and key is None:
+        raise ValueError(f"{cls} `key` is needed to initialise the weights or {name}.")
+    wkey, okey = jax.random.split(key) if key is not None else (None, None)
+    if weight is None:
+        weight = eqx.nn.Linear(in_features, out_features, use_bias=False, key=wkey).weight
+    return weight, (draw(okey) if value is None else value)
+
+
 def check_sizes(cls: str, **sizes) -> None:
     for name, value in sizes.items():
         low = 0 if name == "max_delay" else 1
@@ -102,18 +116,14 @@ class DelayedLinear(AbstractStatefulLayer, AbstractAllSteps):
         key: PRNGKeyArray | None = None,
     ):
         cls = "DelayedLinear"
-        check_sizes(cls, in_features=in_features, out_features=out_features, max_delay=max_delay)
         shape = (out_features, in_features)
-        if (delay is None or weight is None) and key is None:
-            raise ValueError(f"{cls} `key` is needed to initialise the weights or delays.")
-        wkey, dkey = jax.random.split(key) if key is not None else (None, None)
-        if weight is None:
-            weight = eqx.nn.Linear(in_features, out_features, use_bias=False, key=wkey).weight
+        weight, delay = init_synapses(
+            cls, in_features, out_features, max_delay, key=key, weight=weight,
+            other=("delays", delay, lambda k: jax.random.randint(k, shape, 0, max_delay + 1)),
+        )
         weight = jnp.asarray(weight)
         if weight.shape != shape:
             raise ValueError(f"{cls} `weight` must have shape {shape}, got {weight.shape}.")
-        if delay is None:
-            delay = jax.random.randint(dkey, shape, 0, max_delay + 1)
         if queue is None:
             queue = default_queue()
         if not isinstance(queue, AbstractQueue):
