@@ -169,16 +169,7 @@ class TqdmProgressMeter(AbstractProgressMeter, AbstractLoopMeter):
 def as_progress_meter(progress) -> AbstractProgressMeter:
     """`fit`'s `progress` argument as a meter: True -> `TqdmProgressMeter()`, False ->
     `NoProgressMeter()`, a meter as it is."""
-    if isinstance(progress, AbstractProgressMeter):
-        return progress
-    if progress is True:
-        return TqdmProgressMeter()
-    if progress is False or progress is None:
-        return NoProgressMeter()
-    raise TypeError(
-        f"`progress` must be True, False or an `snnx.train.AbstractProgressMeter`, got "
-        f"{progress!r}."
-    )
+    return _as_meter(progress, AbstractProgressMeter, "an `snnx.train.AbstractProgressMeter`")
 
 
 def as_loop_meter(progress) -> AbstractLoopMeter:
@@ -189,13 +180,18 @@ def as_loop_meter(progress) -> AbstractLoopMeter:
 
     `TypeError` for anything else (naming `progress`); `ImportError` for True without tqdm.
     """
-    if isinstance(progress, AbstractLoopMeter):
+    return _as_meter(
+        progress,
+        AbstractLoopMeter,
+        "an `snnx.train.AbstractLoopMeter` (such as `snnx.train.TqdmProgressMeter()`)",
+    )
+
+
+def _as_meter(progress, base, what):
+    if isinstance(progress, base):
         return progress
     if progress is True:
         return TqdmProgressMeter()
     if progress is False or progress is None:
         return NoProgressMeter()
-    raise TypeError(
-        f"`progress` must be True, False or an `snnx.train.AbstractLoopMeter` (such as "
-        f"`snnx.train.TqdmProgressMeter()`), got {progress!r}."
-    )
+    raise TypeError(f"`progress` must be True, False or {what}, got {progress!r}.")
