@@ -275,17 +275,8 @@ class Unlayered(AbstractStatefulLayer, AbstractAllSteps):
     def all_steps(self, xs, state, *, keys, context):
         """The input projection for all steps at once (one matmul), then a scan of steps."""
         currents = jax.vmap(self.layers[0])(xs)
-
-        def step(s, inp):
-            c, k = inp
-            y, s = self._step(c, s, k)
-            return s, ((y, s) if context.record else y)
-
-        state, out = jax.lax.scan(step, state, (currents, keys), unroll=context.unroll)
-        if context.record:
-            ys, trace = out
-            return ys, state, trace
-        return out, state, None
+        # the engine's scan of a one-step call, here the step after the input projection
+        return context.scan(lambda c, s, *, key: self._step(c, s, key), currents, state, keys)
 
     # --- one time step -----------------------------------------------------------------
 
