@@ -30,4 +30,5 @@ from ._network import (
     EventPropNetwork as EventPropNetwork,
     EventPropResult as EventPropResult,
     EventPropState as EventPropState,
+    clip_delays as clip_delays,
 )

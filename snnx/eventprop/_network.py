@@ -13,9 +13,11 @@ from jaxtyping import Array
 
 from .._checks import is_int
 from ..layers._abstract import AbstractAllSteps, AbstractStatefulLayer
+from ..layers.delayed import DelayedLinear
 from ..layers.sequential import Sequential
 from ..neurons import CuBaLI, CuBaLIF
 from ._closed import Consts
+from ._delays import check_delays
 from ._layer import LayerOut, Spec, apply_layer
 
 
@@ -27,11 +29,16 @@ class EventPropState(NamedTuple):
         penalty on them acts in the adjoint (see `snnx.eventprop.count_penalty`).
     - `overflow`: one int per layer, spikes past the per-neuron capacity.
     - `late`: one int per layer, spikes the grid delayed to the next step.
+    - `lost`: one int per layer, input arrivals (spike x synapse) that a synaptic delay put
+        past the trial end (0 without delays).
+    - `clamped`: one int per layer, negative (or NaN) delays used as 0.
     """
 
     counts: tuple[Array, ...]
     overflow: tuple[Array, ...]
     late: tuple[Array, ...]
+    lost: tuple[Array, ...]
+    clamped: tuple[Array, ...]
 
 
 class EventPropResult(NamedTuple):
@@ -166,6 +173,18 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
     that returns below threshold before the step ends is not seen (keep `dt` well below the
     time constants).
 
+    Delays (Mészáros, Knight & Nowotny 2025): with `delays[l]` given, a spike of neuron `i`
+    of the layer below at time $t$ reaches neuron `j` of layer `l` at $t + d_{ji}$, at its
+    exact time (an in-step event with its own offset on every synapse); on the first layer
+    input step `k` arrives at $k\,dt + d_{ji}$. The gradient of $d_{ji}$ is the
+    arrival-time derivative of the adjoint summed over the arrivals on that synapse, exact
+    like the weights' (same blindness to spikes appearing or disappearing). An arrival at or
+    after the trial end `T * dt` has no effect (`lost`, counted and warned). A negative (or
+    NaN) delay, e.g. after an optimiser step, acts as 0 with zero gradient (`clamped`,
+    counted and warned): project after each step with `snnx.eventprop.clip_delays`.
+    A layer with delays costs about twice one without (two arrival slots per synapse and
+    step); without `delays` nothing changes. Recurrent weights keep their delay of `dt`.
+
     **Arguments:**
 
     - `layers`: `[eqx.nn.Linear, snnx.CuBaLIF, eqx.nn.Linear, snnx.CuBaLIF, ...]`; the last
@@ -173,6 +192,9 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         must not be trainable; all neurons share `dt`; `tau_syn != tau_mem`.
     - `capacity`: spikes stored per neuron (an int, or one per layer).
     - `recurrent`: None, or one `(N, N)` matrix or None per neuron layer.
+    - `delays`: None, or one entry per neuron layer: None or an `(N_out, N_in)` float array
+        of transmission delays (>= 0, in the time unit of `dt`, real-valued) on the
+        projection into that layer. Trainable leaves with exact gradients (see "Delays").
     - `n_bisect`, `n_newton`: root-finding iterations per crossing (defaults locate a spike
         to float64 precision).
 
@@ -184,15 +206,17 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
     linears: tuple[eqx.nn.Linear, ...]
     neurons: tuple[CuBaLIF | CuBaLI, ...]
     recurrent: tuple[Array | None, ...]
+    delays: tuple[Array | None, ...]
     capacity: tuple[int, ...] = eqx.field(static=True)
     n_bisect: int = eqx.field(static=True)
     n_newton: int = eqx.field(static=True)
 
-    def __init__(self, layers: Sequence, *, capacity, recurrent=None, n_bisect: int = 12,
-                 n_newton: int = 4):
+    def __init__(self, layers: Sequence, *, capacity, recurrent=None, delays=None,
+                 n_bisect: int = 12, n_newton: int = 4):
         self.linears, self.neurons, self.recurrent, self.capacity = _check_layers(
             layers, recurrent, capacity
         )
+        self.delays = check_delays(delays, self.linears, self.neurons[0].dt)
         for name, val in (("n_bisect", n_bisect), ("n_newton", n_newton)):
             if not (is_int(val) and val >= 0) or (name == "n_bisect" and val < 1):
                 raise ValueError(f"`{name}` must be an int >= {int(name == 'n_bisect')}, "
@@ -208,11 +232,26 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         return isinstance(self.neurons[-1], CuBaLIF)
 
     def to_sequential(self) -> Sequential:
-        """The same layers as an `snnx.Sequential` (discrete-time BPTT; feed-forward only)."""
+        """The same layers as an `snnx.Sequential` (discrete-time BPTT; feed-forward only).
+
+        A projection with `delays` becomes an `snnx.layers.DelayedLinear` with the delays
+        rounded to whole steps (`round(d / dt)`; a warning reports how many moved and by how
+        much at most), followed by its bias (`eqx.nn.Lambda`).
+
+        **Raises:**
+
+        `ValueError` for a network with `recurrent` weights.
+        """
         if any(w is not None for w in self.recurrent):
             raise ValueError("`to_sequential` has no recurrent form here; use a network "
                              "without `recurrent` weights.")
-        return Sequential([m for pair in zip(self.linears, self.neurons) for m in pair])
+        layers = []
+        for i, (lin, nrn, d) in enumerate(zip(self.linears, self.neurons, self.delays)):
+            if d is None:
+                layers += [lin, nrn]
+                continue
+            layers += _delayed_projection(i, lin, d, self.dt) + [nrn]
+        return Sequential(layers)
 
     def simulate(self, xs) -> EventPropResult:
         """Run one sample and return every layer's spikes (and the readout's membrane).
@@ -244,17 +283,19 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         outs = []
         inp = xs
         n_layers = len(self.neurons)
-        for i, (lin, nrn, wrec) in enumerate(zip(self.linears, self.neurons, self.recurrent)):
+        for i, (lin, nrn, wrec, dly) in enumerate(zip(self.linears, self.neurons,
+                                                       self.recurrent, self.delays)):
             n = lin.out_features
             w = lin.weight
             dtype = jnp.result_type(w.dtype, xs.dtype)
             b = lin.bias if lin.bias is not None else jnp.zeros((n,), dtype)
             spec = Spec(T, float(self.dt), self.capacity[i], i == 0, wrec is not None,
-                        isinstance(nrn, CuBaLIF), i == n_layers - 1, self.n_bisect,
-                        self.n_newton)
+                        isinstance(nrn, CuBaLIF), i == n_layers - 1, dly is not None,
+                        self.n_bisect, self.n_newton)
             w = w.astype(dtype)
             out = apply_layer(spec, w, b.astype(dtype), None if wrec is None else
-                              wrec.astype(dtype), _consts(nrn, n, dtype), inp)
+                              wrec.astype(dtype), None if dly is None else dly.astype(dtype),
+                              _consts(nrn, n, dtype), inp)
             outs.append(out)
             inp = (out.times, out.steps)
         last = outs[-1]
@@ -269,10 +310,9 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         return self.simulate(xs).readout
 
     def init_state(self, shape, dtype=jnp.float32) -> EventPropState:
-        zi = jnp.zeros((), jnp.int32)
+        zi = (jnp.zeros((), jnp.int32),) * len(self.linears)
         return EventPropState(
-            tuple(jnp.zeros((lin.out_features,), dtype) for lin in self.linears),
-            (zi,) * len(self.linears), (zi,) * len(self.linears),
+            tuple(jnp.zeros((lin.out_features,), dtype) for lin in self.linears), zi, zi, zi, zi
         )
 
     def __call__(self, x, state, *, key=None):
@@ -295,20 +335,72 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         st = EventPropState(
             tuple(o.counts.astype(s.dtype) for o, s in zip(res.layers, state.counts)),
             tuple(o.overflow for o in res.layers), tuple(o.late for o in res.layers),
+            tuple(o.lost for o in res.layers), tuple(o.clamped for o in res.layers),
         )
         trace = jax.tree.map(lambda a: a[None], st) if context.record else None
         return res.readout, st, trace
 
 
+def _delayed_projection(i, lin, d, dt):
+    steps = np.maximum(np.asarray(d, np.float64) / dt, 0.0)
+    q = np.round(steps).astype(np.int32)
+    moved = np.abs(q - steps) > 1e-9
+    if moved.any():
+        warnings.warn(
+            f"`to_sequential`: {int(moved.sum())} delays of layer {i} rounded to whole steps of "
+            f"`dt` = {dt} (by up to {float(np.max(np.abs(q - steps))) * dt:.3g} time units); the "
+            "discrete network's spikes differ accordingly.", stacklevel=3)
+    layers = [DelayedLinear(lin.in_features, lin.out_features, int(q.max()),
+                            delay=jnp.asarray(q), weight=lin.weight, dt=dt)]
+    if lin.bias is not None:
+        layers.append(eqx.nn.Lambda(jax.tree_util.Partial(jnp.add, lin.bias)))
+    return layers
+
+
+def clip_delays(net: EventPropNetwork, max_delay: float | None = None) -> EventPropNetwork:
+    """`net` with every delay projected onto `[0, max_delay]` (call it after each optimiser
+    step, so that no delay goes negative: projected gradient descent).
+
+    **Arguments:**
+
+    - `net`: an `EventPropNetwork`.
+    - `max_delay`: the upper bound in time units of `dt`, or None for none (e.g. the trial
+        length `T * dt`: longer delays only lose arrivals).
+
+    **Returns:**
+
+    The network with clipped delays (the same object if it has none).
+
+    **Raises:**
+
+    `TypeError` if `net` is not an `EventPropNetwork`; `ValueError` for a negative
+    `max_delay`.
+    """
+    if not isinstance(net, EventPropNetwork):
+        raise TypeError(f"`net` must be an `snnx.eventprop.EventPropNetwork`, got "
+                        f"{type(net).__name__}.")
+    if max_delay is not None and not float(max_delay) >= 0:
+        raise ValueError(f"`max_delay` must be >= 0 (or None), got {max_delay!r}.")
+    hi = None if max_delay is None else float(max_delay)
+    delays = tuple(None if d is None else jnp.clip(jnp.where(d >= 0, d, 0.0), 0.0, hi)
+                   for d in net.delays)
+    return eqx.tree_at(lambda n: n.delays, net, delays, is_leaf=lambda x: x is None)
+
+
 def _warn_if_lossy(outs):
     for i, o in enumerate(outs):
-        for what, n, fix in (("overflowed the capacity", o.overflow, "raise `capacity`"),
-                             ("were delayed to the next grid step", o.late, "lower `dt`")):
+        for what, n, fix in (("spikes overflowed the capacity", o.overflow, "raise `capacity`"),
+                             ("spikes were delayed to the next grid step", o.late, "lower `dt`"),
+                             ("input arrivals fell past the trial end through the synaptic "
+                              "delays", o.lost, "lower `delays` or lengthen the input"),
+                             ("negative (or NaN) delays were used as 0", o.clamped,
+                              "project them after each step with "
+                              "`snnx.eventprop.clip_delays`")):
             if isinstance(n, jax.core.Tracer):
                 continue
             if int(n) > 0:
                 warnings.warn(
-                    f"EventPropNetwork layer {i}: {int(n)} spikes {what} (no gradient for "
-                    f"them; `overflow`/`late` in the result count them): {fix}.",
+                    f"EventPropNetwork layer {i}: {int(n)} {what} (no gradient for them; "
+                    f"`overflow`/`late`/`lost`/`clamped` in the result count them): {fix}.",
                     stacklevel=4,
                 )
