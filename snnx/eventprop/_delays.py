@@ -15,9 +15,14 @@ at `s dt + d[j, i]`: exactly one input step per synapse and step, `q = floor(d /
 back, at the fixed offset `d - q dt`.
 """
 
+import warnings
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ..layers.delayed import DelayedLinear
 
 
 def effective(d):
@@ -119,3 +124,21 @@ def check_delays(delays, linears, dt):
                 )
         out.append(d)
     return tuple(out)
+
+
+def delayed_projection(i, lin, d, dt):
+    """`to_sequential`'s form of a delayed projection: a `DelayedLinear` with whole-step
+    delays (the rounding warned), then the bias."""
+    steps = np.maximum(np.asarray(d, np.float64) / dt, 0.0)
+    q = np.round(steps).astype(np.int32)
+    moved = np.abs(q - steps) > 1e-9
+    if moved.any():
+        warnings.warn(
+            f"`to_sequential`: {int(moved.sum())} delays of layer {i} rounded to whole steps of "
+            f"`dt` = {dt} (by up to {float(np.max(np.abs(q - steps))) * dt:.3g} time units); the "
+            "discrete network's spikes differ accordingly.", stacklevel=3)
+    layers = [DelayedLinear(lin.in_features, lin.out_features, int(q.max()),
+                            delay=jnp.asarray(q), weight=lin.weight, dt=dt)]
+    if lin.bias is not None:
+        layers.append(eqx.nn.Lambda(jax.tree_util.Partial(jnp.add, lin.bias)))
+    return layers

@@ -13,11 +13,10 @@ from jaxtyping import Array
 
 from .._checks import is_int
 from ..layers._abstract import AbstractAllSteps, AbstractStatefulLayer
-from ..layers.delayed import DelayedLinear
 from ..layers.sequential import Sequential
 from ..neurons import CuBaLI, CuBaLIF
 from ._closed import Consts
-from ._delays import check_delays
+from ._delays import check_delays, delayed_projection
 from ._layer import LayerOut, Spec, apply_layer
 
 
@@ -182,8 +181,12 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
     after the trial end `T * dt` has no effect (`lost`, counted and warned). A negative (or
     NaN) delay, e.g. after an optimiser step, acts as 0 with zero gradient (`clamped`,
     counted and warned): project after each step with `snnx.eventprop.clip_delays`.
-    A layer with delays costs about twice one without (two arrival slots per synapse and
-    step); without `delays` nothing changes. Recurrent weights keep their delay of `dt`.
+    Cost: a hidden projection with delays reads two arrival slots per synapse and step
+    (`bench/eventprop.py --delays`: a training step x3.5 with delays into a 10-neuron
+    readout from 128 hidden); delays on the first projection turn its dense input into
+    `N x M` in-step events per step in place of the closed-form aligned step (x23 for
+    100 -> 128): use them on small inputs. Without `delays` nothing changes (same numbers and
+    cost). Recurrent weights keep their delay of exactly `dt`.
 
     **Arguments:**
 
@@ -250,7 +253,7 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
             if d is None:
                 layers += [lin, nrn]
                 continue
-            layers += _delayed_projection(i, lin, d, self.dt) + [nrn]
+            layers += delayed_projection(i, lin, d, self.dt) + [nrn]
         return Sequential(layers)
 
     def simulate(self, xs) -> EventPropResult:
@@ -339,22 +342,6 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         )
         trace = jax.tree.map(lambda a: a[None], st) if context.record else None
         return res.readout, st, trace
-
-
-def _delayed_projection(i, lin, d, dt):
-    steps = np.maximum(np.asarray(d, np.float64) / dt, 0.0)
-    q = np.round(steps).astype(np.int32)
-    moved = np.abs(q - steps) > 1e-9
-    if moved.any():
-        warnings.warn(
-            f"`to_sequential`: {int(moved.sum())} delays of layer {i} rounded to whole steps of "
-            f"`dt` = {dt} (by up to {float(np.max(np.abs(q - steps))) * dt:.3g} time units); the "
-            "discrete network's spikes differ accordingly.", stacklevel=3)
-    layers = [DelayedLinear(lin.in_features, lin.out_features, int(q.max()),
-                            delay=jnp.asarray(q), weight=lin.weight, dt=dt)]
-    if lin.bias is not None:
-        layers.append(eqx.nn.Lambda(jax.tree_util.Partial(jnp.add, lin.bias)))
-    return layers
 
 
 def clip_delays(net: EventPropNetwork, max_delay: float | None = None) -> EventPropNetwork:
