@@ -30,5 +30,5 @@ from ._network import (
     EventPropNetwork as EventPropNetwork,
     EventPropResult as EventPropResult,
     EventPropState as EventPropState,
-    clip_delays as clip_delays,
 )
+from ._project import clip_delays as clip_delays, nonnegative_delays as nonnegative_delays

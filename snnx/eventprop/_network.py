@@ -344,36 +344,6 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         return res.readout, st, trace
 
 
-def clip_delays(net: EventPropNetwork, max_delay: float | None = None) -> EventPropNetwork:
-    """`net` with every delay projected onto `[0, max_delay]` (call it after each optimiser
-    step, so that no delay goes negative: projected gradient descent).
-
-    **Arguments:**
-
-    - `net`: an `EventPropNetwork`.
-    - `max_delay`: the upper bound in time units of `dt`, or None for none (e.g. the trial
-        length `T * dt`: longer delays only lose arrivals).
-
-    **Returns:**
-
-    The network with clipped delays (the same object if it has none).
-
-    **Raises:**
-
-    `TypeError` if `net` is not an `EventPropNetwork`; `ValueError` for a negative
-    `max_delay`.
-    """
-    if not isinstance(net, EventPropNetwork):
-        raise TypeError(f"`net` must be an `snnx.eventprop.EventPropNetwork`, got "
-                        f"{type(net).__name__}.")
-    if max_delay is not None and not float(max_delay) >= 0:
-        raise ValueError(f"`max_delay` must be >= 0 (or None), got {max_delay!r}.")
-    hi = None if max_delay is None else float(max_delay)
-    delays = tuple(None if d is None else jnp.clip(jnp.where(d >= 0, d, 0.0), 0.0, hi)
-                   for d in net.delays)
-    return eqx.tree_at(lambda n: n.delays, net, delays, is_leaf=lambda x: x is None)
-
-
 def _warn_if_lossy(outs):
     for i, o in enumerate(outs):
         for what, n, fix in (("spikes overflowed the capacity", o.overflow, "raise `capacity`"),
