@@ -35,8 +35,25 @@ def beta(h, k: Consts):
     return jnp.exp(-h / k.tm)
 
 
+def _expm1_ratio(z):
+    """$(e^z - 1) / z$, 1 at $z = 0$."""
+    safe = jnp.where(z == 0, 1.0, z)
+    return jnp.where(z == 0, 1.0, jnp.expm1(safe) / safe)
+
+
+def _log1m_ratio(x):
+    """$\\log(1 - x) / (-x)$ for $x < 1$, 1 at $x = 0$."""
+    safe = jnp.where(x == 0, 0.5, x)
+    return jnp.where(x == 0, 1.0, jnp.log1p(-safe) / -safe)
+
+
 def kappa(h, k: Consts):
-    return k.ts * (alpha(h, k) - beta(h, k)) / (k.ts - k.tm)
+    """$\\tau_s(\\alpha - \\beta)/(\\tau_s - \\tau_m)$ written as
+    $(h/\\tau_m) \\beta(h) (e^z - 1)/z$, $z = h(\\tau_s - \\tau_m)/(\\tau_s\\tau_m)$: exact for
+    distinct time constants, no cancellation when they are close, and its limit
+    $(h/\\tau) e^{-h/\\tau}$ when they are equal."""
+    z = h * (k.ts - k.tm) / (k.ts * k.tm)
+    return (h / k.tm) * beta(h, k) * _expm1_ratio(z)
 
 
 def adjoint_back(lv, li, h, k: Consts):
@@ -78,13 +95,20 @@ def vi_at(u, v0, i0, k: Consts, wm, amp, off):
 def aligned_max(v0, i0, dt, k: Consts):
     """The largest membrane value over `[0, dt]` of a step without in-step inputs, and where.
 
-    $v(u) - v_\\text{leak} = A e^{-u/\\tau_m} + B e^{-u/\\tau_s}$ has at most one extremum.
+    $\\dot v \\propto v_\\text{leak} - v + r i$ has at most one zero (a maximum when $i_0 > 0$),
+    at $u^* = \\tau_m(\\psi(x_1) - \\delta\\, \\psi(\\delta x_1))$ with
+    $\\delta = (v_0 - v_\\text{leak})/(r i_0)$, $x_1 = (\\tau_s - \\tau_m)/\\tau_s$ and
+    $\\psi(x) = \\log(1 - x)/(-x)$:
+    the closed form for distinct time constants, rewritten so that it stays exact when they
+    are equal ($u^* = \\tau(1 - \\delta)$).
     """
-    b = k.r * i0 * k.ts / (k.ts - k.tm)
-    a = v0 - k.vl - b
-    ratio = -(b * k.tm) / jnp.where(a == 0, 1.0, a * k.ts)
-    ok = (ratio > 0) & (a != 0)
-    u = jnp.log(jnp.where(ok, ratio, 1.0)) / (1.0 / k.ts - 1.0 / k.tm)
+    ri = k.r * i0
+    delta = (v0 - k.vl) / jnp.where(ri == 0, 1.0, ri)
+    x1 = (k.ts - k.tm) / k.ts
+    x2 = delta * x1
+    ok = (ri != 0) & (x2 < 1)
+    x2 = jnp.where(ok, x2, 0.0)
+    u = k.tm * (_log1m_ratio(x1) - delta * _log1m_ratio(x2))
     u = jnp.where(ok, jnp.clip(u, 0.0, dt), dt)
     v_u = k.vl + beta(u, k) * (v0 - k.vl) + k.r * kappa(u, k) * i0
     return v_u, u

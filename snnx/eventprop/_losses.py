@@ -186,8 +186,14 @@ def count_penalty(counts, *, lower: ArrayLike | None = None,
     `EventPropNetwork` instead routes the count's cotangent $g_n$ into the adjoint as an
     extra jump $\lambda_V \mathrel{+}= g_n / (v_\text{th} - v_\text{reset})$ at each spike of
     neuron $n$, so a penalty on too many spikes lowers the membrane where the neuron fires.
-    The lower bound acts only on neurons that fire at least once (a silent neuron has no
-    spike to carry it).
+    A neuron that is silent in a sample has no spike to carry it, and its exact gradient is
+    zero; there the cotangent instead **lifts its incoming weights**: $\partial c_n /
+    \partial W_{nm}$ is taken as $r\, w_\text{in} a_m / (v_\text{th} - v_\text{reset})$,
+    with $a_m$ the input's total amplitude in the sample (its spike count; `T` for the
+    bias): the steady membrane gain per unit weight over the distance to threshold. This
+    is the gradient form of the "weight bumping" of Göltz et al. (2021) and the silent-
+    neuron lift of Nowotny et al. (2022), and it is what keeps a first-spike readout from
+    going silent: `count_regulariser(layer, lower=1)` on the outputs.
 
     **Arguments:**
 

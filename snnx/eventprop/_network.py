@@ -8,7 +8,6 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array
 
 from .._checks import is_int
@@ -99,13 +98,6 @@ def _check_layers(layers, recurrent, capacity):
                 f"`layers[{2 * i + 1}]` has `reset_mode='none'`; EventProp needs a reset "
                 f"('subtract' or 'to_value', the same at the threshold)."
             )
-        ts = np.asarray(jax.lax.stop_gradient(nrn.tau_syn))
-        tm = np.asarray(jax.lax.stop_gradient(nrn.tau_mem))
-        if np.any(np.abs(ts - tm) <= 1e-3 * tm):
-            raise ValueError(
-                f"`layers[{2 * i + 1}]` has `tau_syn` equal to `tau_mem`; the closed form "
-                f"used here needs them distinct: change one slightly (e.g. by 1%)."
-            )
         if nrn.dt != neurons[0].dt:
             raise ValueError(
                 f"`layers[{2 * i + 1}]` has `dt={nrn.dt}` but `layers[1]` has "
@@ -164,7 +156,9 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
     be created (the membrane just below threshold) or removed (grazing the threshold) is
     invisible until it happens, and a neuron that never spikes passes no gradient to its
     incoming weights through spike times (its weights get gradient only from a voltage loss
-    on it). At a grazing crossing ($\dot v \to 0$) the gradient becomes large.
+    on it, or from a spike-count penalty, which lifts a silent neuron's weights: see
+    `snnx.eventprop.count_penalty`). At a grazing crossing ($\dot v \to 0$) the gradient
+    becomes large.
 
     Resolution limits (counted, never silent): spikes past `capacity` reset the neuron but
     are neither stored nor sent on (`overflow`); a second crossing within one step is moved
@@ -192,7 +186,8 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
 
     - `layers`: `[eqx.nn.Linear, snnx.CuBaLIF, eqx.nn.Linear, snnx.CuBaLIF, ...]`; the last
         neuron may be an `snnx.CuBaLI` (a non-spiking membrane readout). Neuron parameters
-        must not be trainable; all neurons share `dt`; `tau_syn != tau_mem`.
+        must not be trainable; all neurons share `dt`; `tau_syn == tau_mem` is allowed (the closed
+        form takes its limit).
     - `capacity`: spikes stored per neuron (an int, or one per layer).
     - `recurrent`: None, or one `(N, N)` matrix or None per neuron layer.
     - `delays`: None, or one entry per neuron layer: None or an `(N_out, N_in)` float array
