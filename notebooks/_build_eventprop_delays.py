@@ -22,11 +22,16 @@ one input at a time whatever the class; with a delay per synapse a hidden neuron
 spikes of one order into one moment (a coincidence detector).
 
 We train three copies of the same network with `snnx.fit`: learnable delays (from a random
-start; `snnx.eventprop.nonnegative_delays` keeps them >= 0), the delays frozen at that random
-start, and no delays (frozen at 0).
+start, Adam 0.03 on the delays and 0.1 on the weights; `snnx.eventprop.nonnegative_delays`
+keeps them >= 0), the delays frozen at that random start, and no delays (frozen at 0).
 
 Full run (64 training and 64 held-out samples per class, 40 epochs, CPU, float32), held-out
-accuracy: **learnable delays 0.988, frozen random delays 0.691, no delays 0.258** (chance 0.25).
+accuracy after the last epoch: **learnable delays 1.000, frozen random delays 1.000, no delays
+0.250**; the learned network run in discrete time with its delays rounded to whole steps
+(`to_sequential`) 0.969 (chance 0.25). Having delays is what
+solves the task; on this small task random fixed delays with trained weights do as well as
+learned ones (16 hidden neurons with random delays already contain coincidence detectors
+for every order), and the held-out accuracy fluctuates from epoch to epoch (see the plot).
 With `SNNX_NOTEBOOK_TEST=1` (the test suite) it trains on 16 samples per class for 20 epochs."""),
     code("""import functools
 import os
@@ -71,15 +76,19 @@ loss = functools.partial(integral_voltage_ce, dt=1.0)
 pred = functools.partial(predict_integral_voltage, dt=1.0)
 
 
-def freeze_delays(params):  # optax labels: the delays get no update
-    labels = jax.tree.map(lambda _: "train", params)
-    return eqx.tree_at(lambda p: p.delays[0], labels, "freeze")
+def delay_labels(params):  # optax labels: the delays get their own optimiser
+    labels = jax.tree.map(lambda _: "weights", params)
+    return eqx.tree_at(lambda p: p.delays[0], labels, "delays")
+
+
+def optimiser(delays):
+    opt = optax.multi_transform({"weights": optax.adam(0.1), "delays": delays}, delay_labels)
+    return snnx.eventprop.nonnegative_delays(opt)  # projects the delays onto >= 0
 
 
 runs = {
-    "learnable delays": ([d_init, None], snnx.eventprop.nonnegative_delays(optax.adam(0.1))),
-    "frozen random delays": ([d_init, None], optax.multi_transform(
-        {"train": optax.adam(0.1), "freeze": optax.set_to_zero()}, freeze_delays)),
+    "learnable delays": ([d_init, None], optimiser(optax.adam(0.03))),
+    "frozen random delays": ([d_init, None], optimiser(optax.set_to_zero())),
     "no delays": (None, optax.adam(0.1)),
 }
 results = {}
@@ -102,9 +111,8 @@ ax3.set_title("learned delays (steps)"); ax3.set_xlabel("input channel")
 fig.colorbar(im, ax=ax3)
 plt.show()"""),
     md("""The learned delays stay >= 0 (the optimiser projects them), and none is clamped in the
-forward pass. Learnable delays solve the task; the same network without them stays near chance,
-and frozen random delays are in between (some random hidden neurons happen to be coincidence
-detectors for one order)."""),
+forward pass. With delays the network solves the task; the same network without them stays
+near chance."""),
     code("""acc = {name: hist["eval_accuracy"][-1] for name, (_, hist) in results.items()}
 assert float(learned.min()) >= 0.0
 assert acc["learnable delays"] > acc["no delays"] + 0.25, acc
