@@ -281,8 +281,8 @@ def test_lost_and_clamped_are_counted_and_warned(x64):
     assert int(r_neg.layers[1].clamped) == 1
     zero = eqx.tree_at(lambda n: n.delays[1], small, small.delays[1].at[0, 0].set(0.0))
     sim = eqx.filter_jit(lambda n: n.simulate(xs))
-    np.testing.assert_array_equal(np.asarray(r_neg.layers[1].times),
-                                  np.asarray(sim(zero).layers[1].times))
+    np.testing.assert_allclose(np.asarray(r_neg.layers[1].times),  # eager vs jit: rounding
+                               np.asarray(sim(zero).layers[1].times), atol=1e-9)
     g = eqx.filter_jit(eqx.filter_grad(lambda n: _time_loss(n.simulate(xs))))(neg)
     assert float(g.delays[1][0, 0]) == 0.0 and np.any(np.asarray(g.delays[1]) != 0)
     fixed = clip_delays(neg, max_delay=2.0)
