@@ -176,9 +176,9 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
     NaN) delay, e.g. after an optimiser step, acts as 0 with zero gradient (`clamped`,
     counted and warned): project after each step with `snnx.eventprop.clip_delays`.
     Cost: a hidden projection with delays reads two arrival slots per synapse and step
-    (`bench/eventprop.py --delays`: a training step x3.5 with delays into a 10-neuron
+    (`bench/eventprop.py --delays`: a training step x2.8-3.5 with delays into a 10-neuron
     readout from 128 hidden); delays on the first projection turn its dense input into
-    `N x M` in-step events per step in place of the closed-form aligned step (x23 for
+    `N x M` in-step events per step in place of the closed-form aligned step (x23-30 for
     100 -> 128): use them on small inputs. Without `delays` nothing changes (same numbers and
     cost). Recurrent weights keep their delay of exactly `dt`.
 
