@@ -129,11 +129,15 @@ def test_spike_time_loss_matches_finite_differences(x64):
 
 
 def test_voltage_readout_loss_matches_finite_differences(x64):
+    """CuBaLI readout + `integral_voltage_ce`; the delayed first layer is also recurrent
+    (its in-step events: the delayed inputs, then the recurrent spikes one `dt` late)."""
     net = _net(jax.random.key(1), readout="voltage")
+    rec = jax.random.normal(jax.random.key(9), (6, 6)) * 0.5
+    net = eqx.tree_at(lambda n: n.recurrent, net, (rec, None), is_leaf=lambda x: x is None)
     xs = _input(jax.random.key(6))
     loss = lambda res: integral_voltage_ce(res.readout[None], jnp.array([1]), dt=DT)  # noqa: E731
-    g, fd, err = _fd_check(loss, net, xs, _LEAVES)
-    assert np.count_nonzero(fd) > 20
+    g, fd, err = _fd_check(loss, net, xs, _LEAVES + (lambda n: n.recurrent[0],))
+    assert np.count_nonzero(fd) > 30
     assert err < 1e-3, err
 
 
