@@ -9,6 +9,11 @@ XLA's `temp_size_in_bytes` of the compiled step. The machine is shared and loade
 are ratios measured in the same run, not absolute numbers.
 
     python bench/eventprop.py --quick
+    python bench/eventprop.py --delays [--quick]
+
+`--delays` instead times one EventProp training step of the same network with learnable
+per-synapse delays on the hidden-to-readout projection (and, separately, on the input
+projection) against the same network without delays (ratio, interleaved rounds, median).
 """
 
 import argparse
@@ -27,13 +32,13 @@ from snnx.eventprop import EventPropNetwork, integral_voltage_ce
 N_IN, N_HID, N_OUT, BATCH, DT = 100, 128, 10, 16, 1.0
 
 
-def _make(key, capacity):
+def _make(key, capacity, delays=None):
     k1, k2 = jax.random.split(key)
     lin1 = eqx.nn.Linear(N_IN, N_HID, key=k1)
     lin1 = eqx.tree_at(lambda m: m.weight, lin1, lin1.weight * 20.0 + 0.5)
     lin2 = eqx.nn.Linear(N_HID, N_OUT, key=k2)
     return EventPropNetwork([lin1, snnx.CuBaLIF(5.0, 20.0, dt=DT), lin2,
-                             snnx.CuBaLI(5.0, 20.0, dt=DT)], capacity=capacity)
+                             snnx.CuBaLI(5.0, 20.0, dt=DT)], capacity=capacity, delays=delays)
 
 
 def _steps(net, seq):
@@ -87,10 +92,68 @@ def bench(T, rate, rounds, key):
             "memory_ratio_ep_over_bptt": (m_ep / m_bp) if m_ep and m_bp else None}
 
 
+def bench_delays(T, rate, rounds, key):
+    """One EventProp training step with and without delays (max 10 steps), interleaved."""
+    xb = (jax.random.uniform(key, (BATCH, T, N_IN)) < rate).astype(jnp.float32)
+    yb = jnp.arange(BATCH) % N_OUT
+    cap = max(8, int(rate * T * 3))
+    kd = jax.random.key(2)
+    nets = {
+        "none": _make(jax.random.key(1), cap),
+        "hidden": _make(jax.random.key(1), cap,
+                        [None, jax.random.uniform(kd, (N_OUT, N_HID)) * 10 * DT]),
+        "input": _make(jax.random.key(1), cap,
+                       [jax.random.uniform(kd, (N_HID, N_IN)) * 10 * DT, None]),
+    }
+
+    def loss(n, xb, yb):
+        return integral_voltage_ce(jax.vmap(n.readout)(xb), yb, dt=DT)
+
+    step = eqx.filter_jit(eqx.filter_value_and_grad(loss))
+    for net in nets.values():
+        step(net, xb, yb)  # compile
+    times = {name: [] for name in nets}
+    for _ in range(rounds):
+        for name, net in nets.items():
+            times[name].append(_time(step, net, xb, yb))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    return {"T": T, "input_rate": rate, "capacity": cap,
+            **{f"{name}_s": med[name] for name in nets},
+            "ratio_hidden_delays": med["hidden"] / med["none"],
+            "ratio_input_delays": med["input"] / med["none"]}
+
+
+def main_delays(quick):
+    rows = []
+    for T in ((100,) if quick else (100, 500)):
+        r = bench_delays(T, 0.02, 5, jax.random.key(T))
+        rows.append(r)
+        print(f"T={T} step without delays {r['none_s']*1e3:.0f} ms; with hidden->readout "
+              f"delays x{r['ratio_hidden_delays']:.2f}; with input->hidden delays "
+              f"x{r['ratio_input_delays']:.2f}", flush=True)
+    out = pathlib.Path(__file__).parent / "results" / "eventprop"
+    out.mkdir(parents=True, exist_ok=True)
+    name = "delays_quick" if quick else "delays"
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
+    lines = [f"# EventProp step with learnable delays vs without ({name}; batch {BATCH}, "
+             f"{N_IN}-{N_HID}-{N_OUT}, input rate 0.02, CPU, shared and loaded machine: "
+             "ratios from interleaved rounds, median of 5)", "",
+             "| T | no delays ms | hidden->readout delays / none | input->hidden delays / "
+             "none |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['T']} | {r['none_s']*1e3:.0f} | {r['ratio_hidden_delays']:.2f} | "
+                     f"{r['ratio_input_delays']:.2f} |")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--delays", action="store_true")
     args = ap.parse_args()
+    if args.delays:
+        main_delays(args.quick)
+        return
     Ts = (100, 500) if args.quick else (100, 500, 2000)
     rates = (0.01, 0.05)
     rounds = 5

@@ -8,6 +8,10 @@ net = snnx.eventprop.EventPropNetwork(
 loss = lambda net: snnx.eventprop.first_spike_ce(jax.vmap(net.readout)(xb), yb)
 grads = eqx.filter_grad(loss)(net)          # exact: the adjoint with jumps at spikes
 ```
+
+Learnable per-synapse delays (`delays=[D0, D1]`, `(N_out, N_in)` each, time units of `dt`)
+get exact gradients too (`grads.delays`); `nonnegative_delays(optimizer)` or `clip_delays`
+keep them >= 0 during training.
 """
 
 from ._layer import LayerOut as LayerOut
@@ -31,3 +35,4 @@ from ._network import (
     EventPropResult as EventPropResult,
     EventPropState as EventPropState,
 )
+from ._project import clip_delays as clip_delays, nonnegative_delays as nonnegative_delays

@@ -73,17 +73,20 @@ def vi_at(u, v0, i0, k: Consts, wm, amp, off):
     """Membrane and current at time `u` (per neuron, `(N,)`) into a step, without a reset.
 
     `v0`, `i0`: the state just after the step's aligned inputs (at `u = 0`). `wm` `(N, M)`,
-    `amp` `(M,)`, `off` `(M,)`: in-step input events (weight column times amplitude, arriving
-    at offset `off`); `wm is None` for none.
+    `amp`, `off` `(M,)` (one event per presynaptic neuron) or `(N, M)` (one per synapse, as
+    with synaptic delays): in-step input events (weight times amplitude, arriving at offset
+    `off`); `wm is None` for none.
     """
     v = k.vl + beta(u, k) * (v0 - k.vl) + k.r * kappa(u, k) * i0
     i = alpha(u, k) * i0
     if wm is not None:
-        h = _col(u) - off[None, :]
+        amp = amp if amp.ndim == 2 else amp[None, :]
+        off = off if off.ndim == 2 else off[None, :]
+        h = _col(u) - off
         on = h > 0
         hh = jnp.where(on, h, 0.0)
         kc = _kc(k)
-        jump = jnp.where(on, _col(k.c) * wm * amp[None, :], 0.0)
+        jump = jnp.where(on, _col(k.c) * wm * amp, 0.0)
         v = v + jnp.sum(jump * kc.r * kappa(hh, kc), axis=1)
         i = i + jnp.sum(jump * alpha(hh, kc), axis=1)
     return v, i

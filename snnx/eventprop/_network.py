@@ -15,6 +15,7 @@ from ..layers._abstract import AbstractAllSteps, AbstractStatefulLayer
 from ..layers.sequential import Sequential
 from ..neurons import CuBaLI, CuBaLIF
 from ._closed import Consts
+from ._delays import check_delays, delayed_projection
 from ._layer import LayerOut, Spec, apply_layer
 
 
@@ -26,11 +27,16 @@ class EventPropState(NamedTuple):
         penalty on them acts in the adjoint (see `snnx.eventprop.count_penalty`).
     - `overflow`: one int per layer, spikes past the per-neuron capacity.
     - `late`: one int per layer, spikes the grid delayed to the next step.
+    - `lost`: one int per layer, input arrivals (spike x synapse) that a synaptic delay put
+        past the trial end (0 without delays).
+    - `clamped`: one int per layer, negative (or NaN) delays used as 0.
     """
 
     counts: tuple[Array, ...]
     overflow: tuple[Array, ...]
     late: tuple[Array, ...]
+    lost: tuple[Array, ...]
+    clamped: tuple[Array, ...]
 
 
 class EventPropResult(NamedTuple):
@@ -160,6 +166,22 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
     that returns below threshold before the step ends is not seen (keep `dt` well below the
     time constants).
 
+    Delays (Mészáros, Knight & Nowotny 2025): with `delays[l]` given, a spike of neuron `i`
+    of the layer below at time $t$ reaches neuron `j` of layer `l` at $t + d_{ji}$, at its
+    exact time (an in-step event with its own offset on every synapse); on the first layer
+    input step `k` arrives at $k\,dt + d_{ji}$. The gradient of $d_{ji}$ is the
+    arrival-time derivative of the adjoint summed over the arrivals on that synapse, exact
+    like the weights' (same blindness to spikes appearing or disappearing). An arrival at or
+    after the trial end `T * dt` has no effect (`lost`, counted and warned). A negative (or
+    NaN) delay, e.g. after an optimiser step, acts as 0 with zero gradient (`clamped`,
+    counted and warned): project after each step with `snnx.eventprop.clip_delays`.
+    Cost: a hidden projection with delays reads two arrival slots per synapse and step
+    (`bench/eventprop.py --delays`: a training step x2.8-3.5 with delays into a 10-neuron
+    readout from 128 hidden); delays on the first projection turn its dense input into
+    `N x M` in-step events per step in place of the closed-form aligned step (x23-30 for
+    100 -> 128): use them on small inputs. Without `delays` nothing changes (same numbers and
+    cost). Recurrent weights keep their delay of exactly `dt`.
+
     **Arguments:**
 
     - `layers`: `[eqx.nn.Linear, snnx.CuBaLIF, eqx.nn.Linear, snnx.CuBaLIF, ...]`; the last
@@ -168,6 +190,9 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         form takes its limit).
     - `capacity`: spikes stored per neuron (an int, or one per layer).
     - `recurrent`: None, or one `(N, N)` matrix or None per neuron layer.
+    - `delays`: None, or one entry per neuron layer: None or an `(N_out, N_in)` float array
+        of transmission delays (>= 0, in the time unit of `dt`, real-valued) on the
+        projection into that layer. Trainable leaves with exact gradients (see "Delays").
     - `n_bisect`, `n_newton`: root-finding iterations per crossing (defaults locate a spike
         to float64 precision).
 
@@ -179,15 +204,17 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
     linears: tuple[eqx.nn.Linear, ...]
     neurons: tuple[CuBaLIF | CuBaLI, ...]
     recurrent: tuple[Array | None, ...]
+    delays: tuple[Array | None, ...]
     capacity: tuple[int, ...] = eqx.field(static=True)
     n_bisect: int = eqx.field(static=True)
     n_newton: int = eqx.field(static=True)
 
-    def __init__(self, layers: Sequence, *, capacity, recurrent=None, n_bisect: int = 12,
-                 n_newton: int = 4):
+    def __init__(self, layers: Sequence, *, capacity, recurrent=None, delays=None,
+                 n_bisect: int = 12, n_newton: int = 4):
         self.linears, self.neurons, self.recurrent, self.capacity = _check_layers(
             layers, recurrent, capacity
         )
+        self.delays = check_delays(delays, self.linears, self.neurons[0].dt)
         for name, val in (("n_bisect", n_bisect), ("n_newton", n_newton)):
             if not (is_int(val) and val >= 0) or (name == "n_bisect" and val < 1):
                 raise ValueError(f"`{name}` must be an int >= {int(name == 'n_bisect')}, "
@@ -203,11 +230,26 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         return isinstance(self.neurons[-1], CuBaLIF)
 
     def to_sequential(self) -> Sequential:
-        """The same layers as an `snnx.Sequential` (discrete-time BPTT; feed-forward only)."""
+        """The same layers as an `snnx.Sequential` (discrete-time BPTT; feed-forward only).
+
+        A projection with `delays` becomes an `snnx.layers.DelayedLinear` with the delays
+        rounded to whole steps (`round(d / dt)`; a warning reports how many moved and by how
+        much at most), followed by its bias (`eqx.nn.Lambda`).
+
+        **Raises:**
+
+        `ValueError` for a network with `recurrent` weights.
+        """
         if any(w is not None for w in self.recurrent):
             raise ValueError("`to_sequential` has no recurrent form here; use a network "
                              "without `recurrent` weights.")
-        return Sequential([m for pair in zip(self.linears, self.neurons) for m in pair])
+        layers = []
+        for i, (lin, nrn, d) in enumerate(zip(self.linears, self.neurons, self.delays)):
+            if d is None:
+                layers += [lin, nrn]
+                continue
+            layers += delayed_projection(i, lin, d, self.dt) + [nrn]
+        return Sequential(layers)
 
     def simulate(self, xs) -> EventPropResult:
         """Run one sample and return every layer's spikes (and the readout's membrane).
@@ -239,17 +281,19 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         outs = []
         inp = xs
         n_layers = len(self.neurons)
-        for i, (lin, nrn, wrec) in enumerate(zip(self.linears, self.neurons, self.recurrent)):
+        for i, (lin, nrn, wrec, dly) in enumerate(zip(self.linears, self.neurons,
+                                                       self.recurrent, self.delays)):
             n = lin.out_features
             w = lin.weight
             dtype = jnp.result_type(w.dtype, xs.dtype)
             b = lin.bias if lin.bias is not None else jnp.zeros((n,), dtype)
             spec = Spec(T, float(self.dt), self.capacity[i], i == 0, wrec is not None,
-                        isinstance(nrn, CuBaLIF), i == n_layers - 1, self.n_bisect,
-                        self.n_newton)
+                        isinstance(nrn, CuBaLIF), i == n_layers - 1, dly is not None,
+                        self.n_bisect, self.n_newton)
             w = w.astype(dtype)
             out = apply_layer(spec, w, b.astype(dtype), None if wrec is None else
-                              wrec.astype(dtype), _consts(nrn, n, dtype), inp)
+                              wrec.astype(dtype), None if dly is None else dly.astype(dtype),
+                              _consts(nrn, n, dtype), inp)
             outs.append(out)
             inp = (out.times, out.steps)
         last = outs[-1]
@@ -264,10 +308,9 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         return self.simulate(xs).readout
 
     def init_state(self, shape, dtype=jnp.float32) -> EventPropState:
-        zi = jnp.zeros((), jnp.int32)
+        zi = (jnp.zeros((), jnp.int32),) * len(self.linears)
         return EventPropState(
-            tuple(jnp.zeros((lin.out_features,), dtype) for lin in self.linears),
-            (zi,) * len(self.linears), (zi,) * len(self.linears),
+            tuple(jnp.zeros((lin.out_features,), dtype) for lin in self.linears), zi, zi, zi, zi
         )
 
     def __call__(self, x, state, *, key=None):
@@ -290,6 +333,7 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
         st = EventPropState(
             tuple(o.counts.astype(s.dtype) for o, s in zip(res.layers, state.counts)),
             tuple(o.overflow for o in res.layers), tuple(o.late for o in res.layers),
+            tuple(o.lost for o in res.layers), tuple(o.clamped for o in res.layers),
         )
         trace = jax.tree.map(lambda a: a[None], st) if context.record else None
         return res.readout, st, trace
@@ -297,13 +341,18 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
 
 def _warn_if_lossy(outs):
     for i, o in enumerate(outs):
-        for what, n, fix in (("overflowed the capacity", o.overflow, "raise `capacity`"),
-                             ("were delayed to the next grid step", o.late, "lower `dt`")):
+        for what, n, fix in (("spikes overflowed the capacity", o.overflow, "raise `capacity`"),
+                             ("spikes were delayed to the next grid step", o.late, "lower `dt`"),
+                             ("input arrivals fell past the trial end through the synaptic "
+                              "delays", o.lost, "lower `delays` or lengthen the input"),
+                             ("negative (or NaN) delays were used as 0", o.clamped,
+                              "project them after each step with "
+                              "`snnx.eventprop.clip_delays`")):
             if isinstance(n, jax.core.Tracer):
                 continue
             if int(n) > 0:
                 warnings.warn(
-                    f"EventPropNetwork layer {i}: {int(n)} spikes {what} (no gradient for "
-                    f"them; `overflow`/`late` in the result count them): {fix}.",
+                    f"EventPropNetwork layer {i}: {int(n)} {what} (no gradient for them; "
+                    f"`overflow`/`late`/`lost`/`clamped` in the result count them): {fix}.",
                     stacklevel=4,
                 )
