@@ -296,7 +296,7 @@ def backward(spec: Spec, w, b, wrec, d, k: Consts, inp, steps, res, ct: LayerOut
     c, li0s = jax.lax.scan(step, init, (ts, gv), reverse=True)
     g_wm, g_in, g_d = c[7], c[6], c[8]
     g_drive = li0s * k.c[None, :]  # dL/d(W x + b) at every step
-    # A silent neuron: its count's cotangent lifts its incoming weights (see `_lift`).
+    # A silent neuron: its count's cotangent lifts its incoming weights (`count_penalty`).
     lift = jnp.where(n_stored == 0, g_cnt, 0.0) * k.r * k.c * k.ts / (k.th - k.vr)
     g_b = jnp.sum(g_drive, axis=0) + lift * spec.n_steps
     g_d = jnp.where(d >= 0, g_d, 0.0) if spec.delayed else None
