@@ -246,8 +246,10 @@ def test_equal_time_constants(x64):
     and the spikes equal those of time constants 1e-7 apart (the distinct-constant form)."""
     def net_with(tm2):
         net = _net(jax.random.key(0))
-        return eqx.tree_at(lambda n: n.neurons, net,
-                           (snnx.CuBaLIF(6.0, 6.0, dt=DT), snnx.CuBaLIF(tm2, 10.0, dt=DT)))
+        layers = (net.linears[0], snnx.CuBaLIF(6.0, 6.0, dt=DT), net.linears[1],
+                  snnx.CuBaLIF(tm2, 10.0, dt=DT))
+        return EventPropNetwork(layers, capacity=net.capacity, n_bisect=net.n_bisect,
+                                n_newton=net.n_newton)
 
     xs = _input(jax.random.key(5))
     net = net_with(10.0)
@@ -265,6 +267,43 @@ def test_equal_time_constants(x64):
     _, fd, err = _fd_check(loss, net)
     assert np.count_nonzero(fd) > 12
     assert err < 1e-3, err
+
+
+def test_the_two_closed_forms_agree(x64):
+    """`kernels`' plain form (time constants apart) and its cancellation-free form give the
+    same alpha, beta, kappa; the latter also at tau_syn == tau_mem, against (h/tau) e^{-h/tau}."""
+    from snnx.eventprop._closed import Consts, kernels
+
+    h = jnp.linspace(0.0, 2.0, 101)
+    for dtype, rtol in ((jnp.float64, 1e-12), (jnp.float32, 2e-6)):
+        ts, tm = jnp.full(h.shape, 5.0, dtype), jnp.full(h.shape, 10.0, dtype)
+        one = jnp.ones(h.shape, dtype)
+        k = Consts(ts, tm, one, 0 * one, one, 0 * one, one / ts)
+        plain = kernels(h.astype(dtype), k._replace(q=ts / (ts - tm)))
+        stable = kernels(h.astype(dtype), k)
+        for a, b in zip(plain, stable):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=rtol)
+        a, b, kap = kernels(h.astype(dtype), k._replace(ts=tm))
+        ref = np.asarray(h) / 10.0 * np.exp(-np.asarray(h) / 10.0)
+        np.testing.assert_allclose(np.asarray(kap), ref, rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol)
+
+
+def test_time_constants_changed_after_construction(x64):
+    """The closed form is chosen when the network is built; eagerly it follows the neurons,
+    and under `jit` a change that invalidates it is an error that says to rebuild."""
+    net = _net(jax.random.key(0))
+    swapped = eqx.tree_at(lambda n: n.neurons, net,
+                          (snnx.CuBaLIF(6.0, 6.0, dt=DT), net.neurons[1]))
+    xs = _input(jax.random.key(5))
+    rebuilt = EventPropNetwork([swapped.linears[0], swapped.neurons[0], swapped.linears[1],
+                                swapped.neurons[1]], capacity=net.capacity,
+                               n_bisect=net.n_bisect, n_newton=net.n_newton)
+    eager, ref = swapped.simulate(xs), rebuilt.simulate(xs)
+    np.testing.assert_array_equal(np.asarray(eager.layers[0].times),
+                                  np.asarray(ref.layers[0].times))
+    with pytest.raises(Exception, match="rebuild the EventPropNetwork"):
+        eqx.filter_jit(lambda n: n.simulate(xs))(swapped)
 
 
 def test_overflow_is_counted_and_warned(x64):

@@ -25,6 +25,10 @@ class Consts(NamedTuple):
     th: Array  # threshold
     vr: Array  # reset potential
     c: Array  # synaptic current jump per unit input weight: w_in / tau_syn
+    # tau_syn / (tau_syn - tau_mem) where every neuron's time constants are well apart (the
+    # plain closed form, two exponentials); None selects the form that is exact when they
+    # are close or equal (`kernels`).
+    q: Array | None = None
 
 
 def alpha(h, k: Consts):
@@ -35,30 +39,42 @@ def beta(h, k: Consts):
     return jnp.exp(-h / k.tm)
 
 
-def _expm1_ratio(z):
-    """$(e^z - 1) / z$, 1 at $z = 0$."""
-    safe = jnp.where(z == 0, 1.0, z)
-    return jnp.where(z == 0, 1.0, jnp.expm1(safe) / safe)
-
-
 def _log1m_ratio(x):
     """$\\log(1 - x) / (-x)$ for $x < 1$, 1 at $x = 0$."""
     safe = jnp.where(x == 0, 0.5, x)
     return jnp.where(x == 0, 1.0, jnp.log1p(-safe) / -safe)
 
 
-def kappa(h, k: Consts):
-    """$\\tau_s(\\alpha - \\beta)/(\\tau_s - \\tau_m)$ written as
-    $(h/\\tau_m) \\beta(h) (e^z - 1)/z$, $z = h(\\tau_s - \\tau_m)/(\\tau_s\\tau_m)$: exact for
-    distinct time constants, no cancellation when they are close, and its limit
-    $(h/\\tau) e^{-h/\\tau}$ when they are equal."""
+def kernels(h, k: Consts):
+    """$(\\alpha(h), \\beta(h), \\kappa(h))$ from two exponentials.
+
+    With `k.q` given: $\\kappa = q(\\alpha - \\beta)$, $q = \\tau_s/(\\tau_s - \\tau_m)$. Without:
+    $\\kappa = (h/\\tau_m)\\beta(h)(e^z - 1)/z$ with $z = h(\\tau_s - \\tau_m)/(\\tau_s\\tau_m)$ and
+    $\\alpha = \\beta e^z$ (a series for small $z$): the same value, without the cancellation
+    of $\\alpha - \\beta$ when the time constants are close, and the limit
+    $(h/\\tau) e^{-h/\\tau}$ when they are equal (about 30% more work per evaluation).
+    """
+    b = beta(h, k)
+    if k.q is not None:
+        a = alpha(h, k)
+        return a, b, k.q * (a - b)
     z = h * (k.ts - k.tm) / (k.ts * k.tm)
-    return (h / k.tm) * beta(h, k) * _expm1_ratio(z)
+    ez = jnp.exp(z)
+    small = jnp.abs(z) < 1e-2  # (e^z - 1)/z by its series there (error < z^6/5040)
+    safe = jnp.where(small, 1.0, z)
+    series = 1.0 + z * (1 / 2 + z * (1 / 6 + z * (1 / 24 + z * (1 / 120 + z / 720))))
+    ratio = jnp.where(small, series, (ez - 1.0) / safe)
+    return b * ez, b, (h / k.tm) * b * ratio
+
+
+def kappa(h, k: Consts):
+    return kernels(h, k)[2]
 
 
 def adjoint_back(lv, li, h, k: Consts):
     """The adjoint `h` earlier: $\\Phi(h)^T (\\lambda_V, \\lambda_I)$."""
-    return beta(h, k) * lv, alpha(h, k) * li + k.r * kappa(h, k) * lv
+    a, b, kap = kernels(h, k)
+    return b * lv, a * li + k.r * kap * lv
 
 
 def _col(a):
@@ -66,7 +82,7 @@ def _col(a):
 
 
 def _kc(k: Consts) -> Consts:
-    return Consts(*(_col(a) for a in k))
+    return jax.tree.map(_col, k)
 
 
 def vi_at(u, v0, i0, k: Consts, wm, amp, off):
@@ -77,8 +93,9 @@ def vi_at(u, v0, i0, k: Consts, wm, amp, off):
     with synaptic delays): in-step input events (weight times amplitude, arriving at offset
     `off`); `wm is None` for none.
     """
-    v = k.vl + beta(u, k) * (v0 - k.vl) + k.r * kappa(u, k) * i0
-    i = alpha(u, k) * i0
+    a, b, kap = kernels(u, k)
+    v = k.vl + b * (v0 - k.vl) + k.r * kap * i0
+    i = a * i0
     if wm is not None:
         amp = amp if amp.ndim == 2 else amp[None, :]
         off = off if off.ndim == 2 else off[None, :]
@@ -87,8 +104,9 @@ def vi_at(u, v0, i0, k: Consts, wm, amp, off):
         hh = jnp.where(on, h, 0.0)
         kc = _kc(k)
         jump = jnp.where(on, _col(k.c) * wm * amp, 0.0)
-        v = v + jnp.sum(jump * kc.r * kappa(hh, kc), axis=1)
-        i = i + jnp.sum(jump * alpha(hh, kc), axis=1)
+        a, _, kap = kernels(hh, kc)
+        v = v + jnp.sum(jump * kc.r * kap, axis=1)
+        i = i + jnp.sum(jump * a, axis=1)
     return v, i
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from . import _delays as dl
-from ._closed import Consts, adjoint_back, aligned_max, alpha, beta, crossing, kappa, vi_at
+from ._closed import Consts, adjoint_back, aligned_max, beta, crossing, kernels, vi_at
 
 
 class Spec(NamedTuple):
@@ -245,9 +245,10 @@ def backward(spec: Spec, w, b, wrec, d, k: Consts, inp, steps, res, ct: LayerOut
             lva = jnp.where(pre, lvm[:, None], lv[:, None])
             lia = jnp.where(pre, lip[:, None], li[:, None])
             h = anchor - off
-            kc = Consts(*(a[:, None] for a in k))
-            lvd = beta(h, kc) * lva
-            lid = alpha(h, kc) * lia + kc.r * kappa(h, kc) * lva
+            kc = jax.tree.map(lambda a: a[:, None], k)
+            a_h, b_h, kap_h = kernels(h, kc)
+            lvd = b_h * lva
+            lid = a_h * lia + kc.r * kap_h * lva
             jump = kc.c * amp
             g_wm = g_wm + jump * lid
             # dL/d(arrival time) of every event, per synapse
@@ -323,7 +324,7 @@ def backward(spec: Spec, w, b, wrec, d, k: Consts, inp, steps, res, ct: LayerOut
 
 
 def _zero_consts(k):
-    return Consts(*(jnp.zeros_like(a) for a in k))
+    return jax.tree.map(jnp.zeros_like, k)
 
 
 def _apply_fwd(spec, w, b, wrec, d, k, inp):

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
 from .._checks import is_int
@@ -46,7 +47,20 @@ class EventPropResult(NamedTuple):
     readout: Array
 
 
-def _consts(neuron, n: int, dtype) -> Consts:
+_APART = 0.05  # relative gap of tau_syn and tau_mem above which the plain closed form is used
+
+
+def _time_constants_apart(neuron) -> bool | None:
+    """Whether every neuron's `tau_syn` and `tau_mem` differ by at least 5% (decided on the
+    host; None when they are traced)."""
+    ts, tm = (jax.lax.stop_gradient(neuron._get(name)) for name in ("tau_syn", "tau_mem"))
+    if isinstance(ts, jax.core.Tracer) or isinstance(tm, jax.core.Tracer):
+        return None
+    ts, tm = np.asarray(ts, np.float64), np.asarray(tm, np.float64)
+    return bool(np.all(np.abs(ts - tm) >= _APART * np.maximum(ts, tm)))
+
+
+def _consts(neuron, n: int, dtype, apart: bool = False) -> Consts:
     def get(name):
         return jnp.broadcast_to(jax.lax.stop_gradient(neuron._get(name)), (n,)).astype(dtype)
 
@@ -54,7 +68,13 @@ def _consts(neuron, n: int, dtype) -> Consts:
     spiking = isinstance(neuron, CuBaLIF)
     th = get("v_threshold") if spiking else jnp.full((n,), jnp.inf, dtype)
     vr = get("v_reset") if spiking else jnp.zeros((n,), dtype)
-    return Consts(ts, tm, get("r"), get("v_leak"), th, vr, get("w_in") / ts)
+    q = None
+    if apart:
+        q = eqx.error_if(
+            ts / (ts - tm), jnp.abs(ts - tm) < _APART * jnp.maximum(ts, tm),
+            "EventPropNetwork: a neuron's time constants were changed after the network was "
+            "built (now within 5% of each other); rebuild the EventPropNetwork.")
+    return Consts(ts, tm, get("r"), get("v_leak"), th, vr, get("w_in") / ts, q)
 
 
 def _check_layers(layers, recurrent, capacity):
@@ -208,6 +228,7 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
     capacity: tuple[int, ...] = eqx.field(static=True)
     n_bisect: int = eqx.field(static=True)
     n_newton: int = eqx.field(static=True)
+    apart: tuple[bool, ...] = eqx.field(static=True)
 
     def __init__(self, layers: Sequence, *, capacity, recurrent=None, delays=None,
                  n_bisect: int = 12, n_newton: int = 4):
@@ -220,6 +241,9 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
                 raise ValueError(f"`{name}` must be an int >= {int(name == 'n_bisect')}, "
                                  f"got {val!r}.")
         self.n_bisect, self.n_newton = int(n_bisect), int(n_newton)
+        # which closed form each layer uses (see `_closed.kernels`): fixed here, where the
+        # time constants are concrete, re-decided in `simulate` whenever they are
+        self.apart = tuple(bool(_time_constants_apart(nrn)) for nrn in self.neurons)
 
     @property
     def dt(self) -> float:
@@ -291,9 +315,11 @@ class EventPropNetwork(AbstractStatefulLayer, AbstractAllSteps):
                         isinstance(nrn, CuBaLIF), i == n_layers - 1, dly is not None,
                         self.n_bisect, self.n_newton)
             w = w.astype(dtype)
+            apart = _time_constants_apart(nrn)
+            apart = self.apart[i] if apart is None else apart
             out = apply_layer(spec, w, b.astype(dtype), None if wrec is None else
                               wrec.astype(dtype), None if dly is None else dly.astype(dtype),
-                              _consts(nrn, n, dtype), inp)
+                              _consts(nrn, n, dtype, apart), inp)
             outs.append(out)
             inp = (out.times, out.steps)
         last = outs[-1]
