@@ -67,10 +67,6 @@ def kernels(h, k: Consts):
     return b * ez, b, (h / k.tm) * b * ratio
 
 
-def kappa(h, k: Consts):
-    return kernels(h, k)[2]
-
-
 def adjoint_back(lv, li, h, k: Consts):
     """The adjoint `h` earlier: $\\Phi(h)^T (\\lambda_V, \\lambda_I)$."""
     a, b, kap = kernels(h, k)
@@ -128,7 +124,8 @@ def aligned_max(v0, i0, dt, k: Consts):
     x2 = jnp.where(ok, x2, 0.0)
     u = k.tm * (_log1m_ratio(x1) - delta * _log1m_ratio(x2))
     u = jnp.where(ok, jnp.clip(u, 0.0, dt), dt)
-    v_u = k.vl + beta(u, k) * (v0 - k.vl) + k.r * kappa(u, k) * i0
+    _, b, kap = kernels(u, k)
+    v_u = k.vl + b * (v0 - k.vl) + k.r * kap * i0
     return v_u, u
 
 

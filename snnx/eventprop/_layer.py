@@ -297,27 +297,26 @@ def backward(spec: Spec, w, b, wrec, d, k: Consts, inp, steps, res, ct: LayerOut
     c, li0s = jax.lax.scan(step, init, (ts, gv), reverse=True)
     g_wm, g_in, g_d = c[7], c[6], c[8]
     g_drive = li0s * k.c[None, :]  # dL/d(W x + b) at every step
-    # A silent neuron: its count's cotangent lifts its incoming weights (`count_penalty`).
+    # A silent neuron: its count's cotangent lifts its incoming weights (`count_penalty`),
+    # in proportion to each input's total amplitude in the sample.
     lift = jnp.where(n_stored == 0, g_cnt, 0.0) * k.r * k.c * k.ts / (k.th - k.vr)
+    a_in = jnp.sum(inp, axis=0) if spec.first else jnp.sum(inp[1] >= 0, axis=1).astype(dtype)
     g_b = jnp.sum(g_drive, axis=0) + lift * spec.n_steps
     g_d = jnp.where(d >= 0, g_d, 0.0) if spec.delayed else None
     if spec.delayed:
         n_ev = m_d * n_slots
         g_w = sum(g_wm[:, j * m_d:(j + 1) * m_d] for j in range(n_slots))
-        pre = (jnp.sum(inp, axis=0) if spec.first
-               else jnp.sum(inp[1] >= 0, axis=1).astype(dtype))
-        g_w = g_w + lift[:, None] * pre[None, :]
         g_wrec = g_wm[:, n_ev:] if spec.recurrent else None
         g_inp = g_in if spec.first else (g_in, None)
     elif spec.first:
-        g_w = g_drive.T @ inp + lift[:, None] * jnp.sum(inp, axis=0)[None, :]
+        g_w = g_drive.T @ inp
         g_inp = g_drive @ w
         g_wrec = g_wm if spec.recurrent else None
     else:
-        pre = jnp.sum(inp[1] >= 0, axis=1).astype(dtype)
-        g_w = g_wm[:, :m_in] + lift[:, None] * pre[None, :]
+        g_w = g_wm[:, :m_in]
         g_wrec = g_wm[:, m_in:] if spec.recurrent else None
         g_inp = (g_in, None)
+    g_w = g_w + lift[:, None] * a_in[None, :]
     if spec.recurrent:
         g_wrec = g_wrec + lift[:, None] * n_stored.astype(dtype)[None, :]
     return g_w, g_b, g_wrec, g_d, g_inp
