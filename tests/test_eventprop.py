@@ -241,6 +241,39 @@ def test_silent_neuron_is_lifted_by_a_count_lower_bound(x64):
     assert float(count(net)) > 0
 
 
+def test_lift_and_equal_time_constants_in_float32():
+    """float32 (what users get): the silent-neuron lift follows the same rule, and a network
+    with `tau_syn == tau_mem` spikes at the float64 times (within float32 resolution)."""
+    net = _net(jax.random.key(0), dtype=jnp.float32)
+    net = eqx.tree_at(lambda n: n.linears[0].weight, net, net.linears[0].weight.at[1].set(-0.5))
+    net = eqx.tree_at(lambda n: n.linears[0].bias, net, net.linears[0].bias.at[1].set(-0.5))
+    xs = _input(jax.random.key(5), dtype=jnp.float32)
+    silent = np.asarray(net.simulate(xs).layers[0].counts) == 0
+    assert silent[1] and not silent.all()
+    g = eqx.filter_grad(
+        lambda n: count_penalty(n.simulate(xs).layers[0].counts[None], lower=1.0))(net)
+    assert g.linears[0].weight.dtype == jnp.float32
+    nrn = net.neurons[0]
+    scale = -2.0 * float(nrn.r * nrn.w_in / (nrn.v_threshold - nrn.v_reset))
+    expected = silent[:, None] * scale * np.asarray(jnp.sum(xs, axis=0))[None, :]
+    np.testing.assert_allclose(np.asarray(g.linears[0].weight), expected, rtol=1e-6)
+
+    layers = (net.linears[0], snnx.CuBaLIF(6.0, 6.0, dt=DT), net.linears[1],
+              snnx.CuBaLIF(10.0, 10.0, dt=DT))
+    res32 = EventPropNetwork(layers, capacity=20).simulate(xs)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        layers64 = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a)
+                                else a, layers)
+        res64 = EventPropNetwork(layers64, capacity=20).simulate(xs.astype(jnp.float64))
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    assert int(np.sum(np.asarray(res64.layers[0].counts))) > 20
+    for a, b in zip(res32.layers, res64.layers):
+        np.testing.assert_array_equal(np.asarray(a.steps), np.asarray(b.steps))
+        np.testing.assert_allclose(np.asarray(a.times), np.asarray(b.times), atol=1e-3)
+
+
 def test_equal_time_constants(x64):
     """`tau_syn == tau_mem` (the closed form's limit): gradients equal finite differences,
     and the spikes equal those of time constants 1e-7 apart (the distinct-constant form)."""
